@@ -1,0 +1,49 @@
+"""The one ASGI app: Iru API door (and, later, SCIM, device and console doors) plus /healthz."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from bramley.audit.api import router as audit_router
+from bramley.auth.ratelimit import TenantRateLimiter
+from bramley.blueprints.api import router as blueprints_router
+from bramley.config import Settings, get_settings
+from bramley.db.engine import Database
+from bramley.devices.api import router as devices_router
+from bramley.logs import configure_logging
+from bramley.tags.api import router as tags_router
+from bramley.users.api import router as users_router
+from bramley.web import EdgeMiddleware, JSONBody, install_error_handlers
+
+log = logging.getLogger("bramley")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+    app = FastAPI(
+        title="Bramley (Iru Endpoint Management compatible API)",
+        version="1.0",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        default_response_class=JSONBody,
+    )
+    app.state.settings = settings
+    app.state.db = Database(settings)
+    app.state.rate_limiter = TenantRateLimiter(settings)
+
+    for router in (devices_router, blueprints_router, users_router, tags_router, audit_router):
+        app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz():
+        with app.state.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    install_error_handlers(app)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

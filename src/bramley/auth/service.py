@@ -1,0 +1,103 @@
+"""API tokens: create (value shown once), authenticate by hash, list, revoke."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bramley.audit import service as audit
+from bramley.auth.models import ApiToken
+from bramley.db.base import utcnow
+from bramley.errors import InvalidField, NotFound
+from bramley.tenancy.context import TenantContext
+
+# Writing last_used_at on every request would make each GET a write; once a minute is precise enough.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def hash_token(value: str) -> str:
+    return hashlib.sha256(value.strip().encode()).hexdigest()
+
+
+@dataclass
+class CreatedToken:
+    token: ApiToken
+    value: str
+
+
+def create(
+    db: Session,
+    ctx: TenantContext,
+    *,
+    description: str,
+    permissions: list[tuple[str, str]],
+    all_access: bool = False,
+    known: set[tuple[str, str]] | None = None,
+    expires_at: datetime | None = None,
+) -> CreatedToken:
+    """Create a token. `known` is the route catalogue; a permission outside it is refused."""
+    if not description or not description.strip():
+        raise InvalidField({"description": ["This field is required."]})
+    if not all_access and not permissions:
+        raise InvalidField({"permissions": ["Select at least one permission."]})
+    if known is not None:
+        unknown = [f"{m} {p}" for m, p in permissions if (m, p) not in known]
+        if unknown:
+            raise InvalidField({"permissions": [f"Unknown permission: {u}" for u in unknown]})
+    value = str(uuid.uuid4())  # Iru tokens are UUID-shaped; some callers check the shape.
+    token = ApiToken(
+        tenant_id=ctx.tenant_id,
+        token_hash=hash_token(value),
+        description=description.strip(),
+        all_access=all_access,
+        permissions=sorted([list(p) for p in set(permissions)]),
+        expires_at=expires_at,
+    )
+    db.add(token)
+    db.flush()
+    audit.record(
+        db, ctx, action="create", target_type="api_token", target_id=token.id,
+        new_state={"description": token.description, "all_access": all_access,
+                   "permissions": [{"path": p, "http_method": m} for m, p in token.permissions]},
+    )
+    return CreatedToken(token, value)
+
+
+def authenticate(db: Session, value: str) -> ApiToken | None:
+    """The live token with this value, or None (unknown, revoked or expired)."""
+    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(value)))
+    if token is None or token.revoked_at is not None:
+        return None
+    now = utcnow()
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+    return token
+
+
+def allows(token: ApiToken, method: str, path: str) -> bool:
+    return token.all_access or [method, path] in token.permissions
+
+
+def get_all(db: Session, ctx: TenantContext) -> list[ApiToken]:
+    return list(db.scalars(select(ApiToken).where(ApiToken.tenant_id == ctx.tenant_id).order_by(ApiToken.created_at)))
+
+
+def get_any(db: Session, token_id: str) -> ApiToken | None:
+    return db.get(ApiToken, token_id)
+
+
+def revoke(db: Session, ctx: TenantContext, token_id: str) -> ApiToken:
+    token = db.get(ApiToken, token_id)
+    if token is None or token.tenant_id != ctx.tenant_id:
+        raise NotFound("token")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit.record(db, ctx, action="delete", target_type="api_token", target_id=token.id,
+                     new_state={"description": token.description})
+    return token

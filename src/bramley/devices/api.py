@@ -1,0 +1,122 @@
+"""Device routes (thin: parse, one service call, shape the reply)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy.orm import Session
+
+from bramley.apiutil import RawJSON, limit_offset
+from bramley.auth.door import api_context, get_db
+from bramley.auth.permissions import grant
+from bramley.devices import schemas
+from bramley.devices import service as devices
+from bramley.tenancy.context import TenantContext
+
+router = APIRouter(prefix="/api/v1/devices", tags=["Devices"])
+INFO = "Device Information"
+NOTES = "Device Notes"
+
+
+def device_filters(
+    asset_tag: str | None = None, blueprint_id: str | None = None, device_id: str | None = None,
+    device_name: str | None = None, filevault_enabled: bool | None = None, mac_address: str | None = None,
+    model: str | None = None, os_version: str | None = None, platform: str | None = None,
+    serial_number: str | None = None, tag_name: str | None = None, tag_name_in: str | None = None,
+    tag_id: str | None = None, tag_id_in: str | None = None, user: str | None = None,
+    user_email: str | None = None, user_email_exact: str | None = None, user_id: str | None = None,
+    user_name: str | None = None,
+) -> devices.DeviceFilters:
+    return devices.DeviceFilters(**{k: v for k, v in locals().items()})
+
+
+@router.get("", response_model=list[schemas.Device], openapi_extra=grant("Devices", INFO, "Device list"))
+def list_devices(
+    filters: devices.DeviceFilters = Depends(device_filters),
+    page: tuple[int, int] = Depends(limit_offset),
+    ordering: str | None = Query(None),
+    ctx: TenantContext = Depends(api_context),
+    db: Session = Depends(get_db),
+):
+    limit, offset = page
+    return RawJSON(devices.list_json(db, ctx, filters=filters, limit=limit, offset=offset, ordering=ordering))
+
+
+@router.get("/{device_id}", response_model=schemas.Device, openapi_extra=grant("Devices", INFO, "Device ID"))
+def get_device(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+    return RawJSON(devices.device_json(db, ctx, device_id))
+
+
+@router.patch("/{device_id}", response_model=schemas.Device, openapi_extra=grant("Devices", INFO, "Update device"))
+def update_device(device_id: str, body: schemas.DevicePatch, ctx: TenantContext = Depends(api_context),
+                  db: Session = Depends(get_db)):
+    given = {k: getattr(body, k) for k in body.model_fields_set}
+    if "tags" in given:
+        given["tag_names"] = given.pop("tags")
+    device = devices.update(db, ctx, device_id, **given)
+    return RawJSON(device.doc)
+
+
+@router.delete("/{device_id}", status_code=204, openapi_extra=grant("Devices", INFO, "Delete device"))
+def delete_device(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+    devices.delete(db, ctx, device_id)
+    return RawJSON(b"", status_code=204)
+
+
+@router.get("/{device_id}/details", response_model=schemas.DeviceDetails,
+            openapi_extra=grant("Devices", INFO, "Device details"))
+def device_details(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+    return devices.details(db, ctx, device_id)
+
+
+@router.get("/{device_id}/apps", response_model=schemas.DeviceApps,
+            openapi_extra=grant("Devices", INFO, "Application list"))
+def device_apps(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+    return devices.apps(db, ctx, device_id)
+
+
+@router.get("/{device_id}/library-items", response_model=schemas.DeviceLibraryItems,
+            openapi_extra=grant("Devices", INFO, "Library items"))
+def device_library_items(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+    return devices.library_items(db, ctx, device_id)
+
+
+@router.get("/{device_id}/parameters", response_model=schemas.DeviceParameters,
+            openapi_extra=grant("Devices", INFO, "Parameters"))
+def device_parameters(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+    return devices.parameters(db, ctx, device_id)
+
+
+@router.get("/{device_id}/status", response_model=schemas.DeviceStatus,
+            openapi_extra=grant("Devices", INFO, "Device status"))
+def device_status(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+    return devices.status(db, ctx, device_id)
+
+
+@router.get("/{device_id}/notes", response_model=list[schemas.Note], openapi_extra=grant("Devices", NOTES, "List notes"))
+def list_notes(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+    return [devices.note_dict(n) for n in devices.list_notes(db, ctx, device_id)]
+
+
+@router.post("/{device_id}/notes", status_code=201, response_model=schemas.Note,
+             openapi_extra=grant("Devices", NOTES, "Create note"))
+def create_note(device_id: str, body: schemas.NoteIn, ctx: TenantContext = Depends(api_context),
+                db: Session = Depends(get_db)):
+    return devices.note_dict(devices.create_note(db, ctx, device_id, content=body.content))
+
+
+@router.get("/{device_id}/notes/{note_id}", response_model=schemas.Note,
+            openapi_extra=grant("Devices", NOTES, "Get note"))
+def get_note(device_id: str, note_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+    return devices.note_dict(devices.get_note(db, ctx, device_id, note_id))
+
+
+@router.patch("/{device_id}/notes/{note_id}", response_model=schemas.Note,
+              openapi_extra=grant("Devices", NOTES, "Update note"))
+def update_note(device_id: str, note_id: str, body: schemas.NoteIn, ctx: TenantContext = Depends(api_context),
+                db: Session = Depends(get_db)):
+    return devices.note_dict(devices.update_note(db, ctx, device_id, note_id, content=body.content))
+
+
+@router.delete("/{device_id}/notes/{note_id}", response_model=schemas.NoteDeleted,
+               openapi_extra=grant("Devices", NOTES, "Delete note"))
+def delete_note(device_id: str, note_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+    return devices.delete_note(db, ctx, device_id, note_id)

@@ -1,0 +1,491 @@
+"""Devices: inventory records, the hot list, updates, notes, tags. Services flush; the door commits."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import case, false, func, or_, select
+from sqlalchemy.orm import Session
+
+from bramley.audit import service as audit
+from bramley.blueprints import service as blueprints
+from bramley.db.base import is_uuid, new_uuid, utcnow
+from bramley.devices import render
+from bramley.devices.models import Device, DeviceInventory, DeviceNote, DeviceTag
+from bramley.errors import InvalidField, NotFound
+from bramley.tags import service as tags
+from bramley.tenancy.context import TenantContext
+from bramley.users import service as users
+
+PLATFORMS = ("Mac", "iPhone", "iPad", "AppleTV")
+MAX_PAGE = 300
+
+ORDERING = {
+    "asset_tag": Device.asset_tag,
+    "blueprint_id": Device.blueprint_id,
+    "device_id": Device.id,
+    "device_name": Device.device_name,
+    "last_check_in": Device.last_check_in,
+    "model": Device.model,
+    "platform": Device.platform,
+    "os_version": Device.os_version,
+    "serial_number": Device.serial_number,
+    "user": Device.user_name,
+}
+
+
+@dataclass
+class DeviceFilters:
+    """The List Devices card's filters plus the API's extras. Exact unless the reference says contains."""
+
+    asset_tag: str | None = None
+    blueprint_id: str | None = None
+    device_id: str | None = None
+    device_name: str | None = None
+    filevault_enabled: bool | None = None
+    mac_address: str | None = None
+    model: str | None = None  # contains
+    os_version: str | None = None  # contains
+    platform: str | None = None
+    serial_number: str | None = None  # contains
+    tag_name: str | None = None
+    tag_name_in: str | None = None
+    tag_id: str | None = None
+    tag_id_in: str | None = None
+    user: str | None = None  # name or email contains
+    user_email: str | None = None  # contains
+    user_email_exact: str | None = None
+    user_id: str | None = None  # UUID or legacy int
+    user_name: str | None = None  # contains
+
+
+def _contains(db: Session, column, value: str):
+    # SQLite's LIKE is already case-insensitive (ASCII); PostgreSQL needs ILIKE.
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    if db.get_bind().dialect.name == "postgresql":
+        return column.ilike(pattern, escape="\\")
+    return column.like(pattern, escape="\\")
+
+
+def _filter_clauses(db: Session, ctx: TenantContext, f: DeviceFilters) -> list:
+    c: list = [Device.tenant_id == ctx.tenant_id]
+    exact = {"asset_tag": Device.asset_tag, "blueprint_id": Device.blueprint_id, "device_id": Device.id,
+             "device_name": Device.device_name, "platform": Device.platform, "user_email_exact": Device.user_email}
+    for name, column in exact.items():
+        value = getattr(f, name)
+        if value is not None and value != "":
+            c.append(column == value)
+    if f.mac_address:
+        c.append(func.upper(Device.mac_address) == f.mac_address.upper())
+    for name, column in (("model", Device.model), ("os_version", Device.os_version),
+                         ("serial_number", Device.serial_number), ("user_email", Device.user_email),
+                         ("user_name", Device.user_name)):
+        value = getattr(f, name)
+        if value:
+            c.append(_contains(db, column, value))
+    if f.user:
+        c.append(or_(_contains(db, Device.user_name, f.user), _contains(db, Device.user_email, f.user)))
+    if f.filevault_enabled is not None:
+        c.append(Device.filevault_enabled == f.filevault_enabled)
+    if f.user_id:
+        user = users.resolve(db, ctx, f.user_id)
+        c.append(Device.user_id == user.id if user else false())
+    tag_ids: list[str] | None = None
+    if f.tag_id or f.tag_id_in:
+        tag_ids = [t for t in ([f.tag_id] if f.tag_id else []) + (f.tag_id_in.split(",") if f.tag_id_in else []) if t]
+    if f.tag_name or f.tag_name_in:
+        names = ([f.tag_name] if f.tag_name else []) + (f.tag_name_in.split(",") if f.tag_name_in else [])
+        by_name = tags.ids_for_names(db, ctx, [n for n in names if n])
+        tag_ids = by_name if tag_ids is None else [t for t in tag_ids if t in by_name]
+    if tag_ids is not None:
+        c.append(Device.pk.in_(select(DeviceTag.device_pk).where(
+            DeviceTag.tenant_id == ctx.tenant_id, DeviceTag.tag_id.in_(tag_ids))))
+    return c
+
+
+def _order(ordering: str | None) -> list:
+    terms = []
+    for term in (ordering or "").split(","):
+        term = term.strip()
+        column = ORDERING.get(term.lstrip("-"))
+        if column is not None:  # unknown ordering fields are ignored, as the upstream framework does
+            terms.append(column.desc() if term.startswith("-") else column.asc())
+    return [*terms, Device.pk.asc()]
+
+
+def list_json(db: Session, ctx: TenantContext, *, filters: DeviceFilters, limit: int, offset: int,
+              ordering: str | None = None) -> str:
+    """One page of the device list as a JSON array string, built from stored per-device JSON.
+
+    The inner query picks primary keys from the (tenant_id, ...) indexes; only the page's rows are read whole.
+    """
+    order = _order(ordering)
+    page = (select(Device.pk).where(*_filter_clauses(db, ctx, filters)).order_by(*order)
+            .limit(limit).offset(offset).subquery())
+    docs = db.scalars(select(Device.doc).join(page, Device.pk == page.c.pk).order_by(*order))
+    return "[" + ",".join(docs) + "]"
+
+
+def count(db: Session, ctx: TenantContext, *, filters: DeviceFilters | None = None) -> int:
+    return db.scalar(select(func.count()).select_from(Device).where(
+        *_filter_clauses(db, ctx, filters or DeviceFilters())))
+
+
+# --- one device ---------------------------------------------------------------------------------------------
+
+def get(db: Session, ctx: TenantContext, device_id: str) -> Device | None:
+    if not is_uuid(device_id):
+        return None
+    return db.scalar(select(Device).where(Device.tenant_id == ctx.tenant_id, Device.id == str(device_id)))
+
+
+def get_or_raise(db: Session, ctx: TenantContext, device_id: str) -> Device:
+    device = get(db, ctx, device_id)
+    if device is None:
+        raise NotFound("device")
+    return device
+
+
+def get_by_serial(db: Session, ctx: TenantContext, serial_number: str) -> Device | None:
+    return db.scalar(select(Device).where(Device.tenant_id == ctx.tenant_id, Device.serial_number == serial_number))
+
+
+def tag_names(db: Session, ctx: TenantContext, device: Device) -> list[str]:
+    ids = list(db.scalars(select(DeviceTag.tag_id).where(DeviceTag.tenant_id == ctx.tenant_id,
+                                                         DeviceTag.device_pk == device.pk)))
+    return sorted(tags.names_for(db, ctx, ids).values())
+
+
+def device_json(db: Session, ctx: TenantContext, device_id: str) -> str:
+    return get_or_raise(db, ctx, device_id).doc
+
+
+def details(db: Session, ctx: TenantContext, device_id: str) -> dict:
+    device = get_or_raise(db, ctx, device_id)
+    inventory = db.get(DeviceInventory, device.pk)
+    return render.details_dict(device, inventory.details if inventory else {}, tag_names(db, ctx, device))
+
+
+def apps(db: Session, ctx: TenantContext, device_id: str) -> dict:
+    device = get_or_raise(db, ctx, device_id)
+    inventory = db.get(DeviceInventory, device.pk)
+    return {"device_id": device.id, "apps": inventory.apps if inventory else []}
+
+
+def _rerender(db: Session, ctx: TenantContext, devices: list[Device]) -> None:
+    """Re-render stored JSON for these devices with one tag query, never one per device."""
+    if not devices:
+        return
+    pairs = db.execute(select(DeviceTag.device_pk, DeviceTag.tag_id).where(
+        DeviceTag.tenant_id == ctx.tenant_id, DeviceTag.device_pk.in_([d.pk for d in devices]))).all()
+    names = tags.names_for(db, ctx, list({t for _, t in pairs}))
+    by_device: dict[int, list[str]] = defaultdict(list)
+    for pk, tag_id in pairs:
+        if tag_id in names:
+            by_device[pk].append(names[tag_id])
+    for device in devices:
+        device.doc = render.device_json(device, by_device.get(device.pk, []))
+
+
+def _apply_user(device: Device, user) -> None:
+    device.user_id = user.id if user else None
+    device.user_email = user.email if user else None
+    device.user_name = user.name if user else None
+    device.user_archived = bool(user.archived) if user else False
+
+
+@dataclass
+class NewDevice:
+    """What enrollment (or the demo seed) knows about a device."""
+
+    serial_number: str
+    platform: str
+    model: str = ""
+    model_identifier: str = ""
+    device_name: str = ""
+    os_version: str = ""
+    os_build: str = ""
+    udid: str = ""
+    mac_address: str = ""
+    asset_tag: str = ""
+    supervised: bool = False
+    agent_installed: bool = False
+    agent_version: str = ""
+    filevault_enabled: bool | None = None
+    mdm_enabled: bool = True
+    is_missing: bool = False
+    is_removed: bool = False
+    lost_mode_status: str = ""
+    first_enrollment: datetime | None = None
+    last_enrollment: datetime | None = None
+    last_check_in: datetime | None = None
+    user_id: str | None = None
+    blueprint_id: str | None = None
+    tag_names: tuple[str, ...] = ()
+    details: dict | None = None
+    apps: list | None = None
+
+
+def create_many(db: Session, ctx: TenantContext, specs: list[NewDevice], *, audited: bool = True) -> list[Device]:
+    """Insert devices in bulk (enrollment batches, the demo seed): a few statements for the whole batch."""
+    user_map = users.get_many(db, ctx, [s.user_id for s in specs if s.user_id])
+    bp_ids = {s.blueprint_id for s in specs if s.blueprint_id}
+    bp_map = {bid: blueprints.get(db, ctx, bid) for bid in bp_ids}
+    tag_map = {t.name: t for t in tags.ensure(db, ctx, sorted({n for s in specs for n in s.tag_names}))}
+    now = utcnow()
+    created: list[Device] = []
+    for s in specs:
+        if s.platform not in PLATFORMS:
+            raise InvalidField({"platform": [f'"{s.platform}" is not a valid choice.']})
+        bp = bp_map.get(s.blueprint_id) if s.blueprint_id else None
+        device = Device(
+            tenant_id=ctx.tenant_id, id=new_uuid(), serial_number=s.serial_number, udid=s.udid,
+            device_name=s.device_name, model=s.model, model_identifier=s.model_identifier, platform=s.platform,
+            os_version=s.os_version, os_build=s.os_build, mac_address=s.mac_address, asset_tag=s.asset_tag,
+            supervised=s.supervised, agent_installed=s.agent_installed, agent_version=s.agent_version,
+            filevault_enabled=s.filevault_enabled, mdm_enabled=s.mdm_enabled, is_missing=s.is_missing,
+            is_removed=s.is_removed, lost_mode_status=s.lost_mode_status,
+            first_enrollment=s.first_enrollment or now, last_enrollment=s.last_enrollment or s.first_enrollment or now,
+            last_check_in=s.last_check_in, blueprint_id=bp.id if bp else None, blueprint_name=bp.name if bp else "",
+            created_at=now, updated_at=now,
+        )
+        _apply_user(device, user_map.get(s.user_id) if s.user_id else None)
+        created.append(device)
+    db.add_all(created)
+    db.flush()
+    inventories = []
+    links = []
+    for device, s in zip(created, specs):
+        inventories.append(DeviceInventory(device_pk=device.pk, tenant_id=ctx.tenant_id,
+                                           details=s.details or {}, apps=s.apps or []))
+        names = sorted(set(s.tag_names))
+        links.extend(DeviceTag(tenant_id=ctx.tenant_id, device_pk=device.pk, tag_id=tag_map[n].id) for n in names)
+        device.doc = render.device_json(device, names)
+    db.add_all(inventories)
+    db.add_all(links)
+    if audited:
+        for device in created:
+            audit.record(db, ctx, action="create", target_type="device", target_id=device.id,
+                         new_state={"serial_number": device.serial_number, "platform": device.platform})
+    db.flush()
+    return created
+
+
+def create(db: Session, ctx: TenantContext, spec: NewDevice) -> Device:
+    return create_many(db, ctx, [spec])[0]
+
+
+_UNSET = object()
+
+
+def update(db: Session, ctx: TenantContext, device_id: str, *, blueprint_id=_UNSET, user=_UNSET,
+           asset_tag=_UNSET, tag_names=_UNSET) -> Device:
+    """The Update Device card: any subset of blueprint, user, asset tag, tags."""
+    device = get_or_raise(db, ctx, device_id)
+    changed: dict = {}
+    if blueprint_id is not _UNSET:
+        bp = blueprints.get(db, ctx, blueprint_id) if blueprint_id else None
+        if bp is None:
+            raise InvalidField({"blueprint_id": [f'Invalid pk "{blueprint_id}" - object does not exist.']})
+        device.blueprint_id, device.blueprint_name = bp.id, bp.name
+        changed["blueprint_id"] = bp.id
+    if user is not _UNSET:
+        if user is None:
+            _apply_user(device, None)
+        else:
+            found = users.resolve(db, ctx, user)
+            if found is None:
+                raise InvalidField({"user": [f'Invalid pk "{user}" - object does not exist.']})
+            _apply_user(device, found)
+        changed["user"] = device.user_id
+    if asset_tag is not _UNSET:
+        device.asset_tag = "" if asset_tag is None else str(asset_tag)
+        changed["asset_tag"] = device.asset_tag
+    if tag_names is not _UNSET:
+        wanted = tags.ensure(db, ctx, list(tag_names or []))
+        db.execute(sql_delete(DeviceTag).where(DeviceTag.tenant_id == ctx.tenant_id, DeviceTag.device_pk == device.pk))
+        db.add_all(DeviceTag(tenant_id=ctx.tenant_id, device_pk=device.pk, tag_id=t.id) for t in wanted)
+        changed["tags"] = sorted(t.name for t in wanted)
+    device.updated_at = utcnow()
+    db.flush()
+    _rerender(db, ctx, [device])
+    audit.record(db, ctx, action="update", target_type="device", target_id=device.id, new_state=changed)
+    return device
+
+
+def delete(db: Session, ctx: TenantContext, device_id: str) -> None:
+    device = get_or_raise(db, ctx, device_id)
+    db.execute(sql_delete(DeviceNote).where(DeviceNote.tenant_id == ctx.tenant_id, DeviceNote.device_id == device.id))
+    db.execute(sql_delete(DeviceTag).where(DeviceTag.tenant_id == ctx.tenant_id, DeviceTag.device_pk == device.pk))
+    db.execute(sql_delete(DeviceInventory).where(DeviceInventory.device_pk == device.pk))
+    db.delete(device)
+    audit.record(db, ctx, action="delete", target_type="device", target_id=device.id,
+                 new_state={"serial_number": device.serial_number})
+
+
+def save(db: Session, ctx: TenantContext, device: Device) -> None:
+    """Re-render after a caller in this domain changed columns (check-in, inventory)."""
+    device.updated_at = utcnow()
+    db.flush()
+    _rerender(db, ctx, [device])
+
+
+# --- reactions to other domains' changes (called by their services) ---------------------------------------
+
+def _devices_where(db: Session, ctx: TenantContext, *clauses) -> list[Device]:
+    return list(db.scalars(select(Device).where(Device.tenant_id == ctx.tenant_id, *clauses)))
+
+
+def blueprint_renamed(db: Session, ctx: TenantContext, blueprint_id: str, name: str) -> None:
+    devices = _devices_where(db, ctx, Device.blueprint_id == blueprint_id)
+    for d in devices:
+        d.blueprint_name = name
+    _rerender(db, ctx, devices)
+
+
+def blueprint_deleted(db: Session, ctx: TenantContext, blueprint_id: str) -> None:
+    """Deleting a blueprint un-manages its devices (Iru): they keep their record but lose the assignment."""
+    devices = _devices_where(db, ctx, Device.blueprint_id == blueprint_id)
+    for d in devices:
+        d.blueprint_id, d.blueprint_name, d.mdm_enabled = None, "", False
+    _rerender(db, ctx, devices)
+
+
+def user_changed(db: Session, ctx: TenantContext, user) -> None:
+    devices = _devices_where(db, ctx, Device.user_id == user.id)
+    for d in devices:
+        _apply_user(d, user)
+    _rerender(db, ctx, devices)
+
+
+def tags_changed(db: Session, ctx: TenantContext, tag_id: str) -> None:
+    pks = select(DeviceTag.device_pk).where(DeviceTag.tenant_id == ctx.tenant_id, DeviceTag.tag_id == tag_id)
+    _rerender(db, ctx, _devices_where(db, ctx, Device.pk.in_(pks)))
+
+
+def tag_deleted(db: Session, ctx: TenantContext, tag_id: str) -> None:
+    pks = list(db.scalars(select(DeviceTag.device_pk).where(DeviceTag.tenant_id == ctx.tenant_id,
+                                                            DeviceTag.tag_id == tag_id)))
+    db.execute(sql_delete(DeviceTag).where(DeviceTag.tenant_id == ctx.tenant_id, DeviceTag.tag_id == tag_id))
+    _rerender(db, ctx, _devices_where(db, ctx, Device.pk.in_(pks)) if pks else [])
+
+
+def count_for_user(db: Session, ctx: TenantContext, user_id: str) -> int:
+    return db.scalar(select(func.count()).select_from(Device).where(Device.tenant_id == ctx.tenant_id,
+                                                                    Device.user_id == user_id))
+
+
+def counts_for_users(db: Session, ctx: TenantContext, user_ids: list[str]) -> dict[str, int]:
+    if not user_ids:
+        return {}
+    rows = db.execute(select(Device.user_id, func.count()).where(
+        Device.tenant_id == ctx.tenant_id, Device.user_id.in_(user_ids)).group_by(Device.user_id))
+    return dict(rows.all())
+
+
+def counts_for_blueprints(db: Session, ctx: TenantContext, blueprint_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """{blueprint_id: (computers_count, missing_computers_count)}."""
+    if not blueprint_ids:
+        return {}
+    rows = db.execute(select(Device.blueprint_id, func.count(),
+                             func.sum(case((Device.is_missing, 1), else_=0)))
+                      .where(Device.tenant_id == ctx.tenant_id, Device.blueprint_id.in_(blueprint_ids))
+                      .group_by(Device.blueprint_id))
+    return {bid: (int(total), int(missing or 0)) for bid, total, missing in rows.all()}
+
+
+# --- notes ---------------------------------------------------------------------------------------------
+
+def note_dict(note: DeviceNote) -> dict:
+    return {"note_id": note.note_id, "created_at": render.iso_z(note.created_at),
+            "updated_at": render.iso_z(note.updated_at), "author": note.author, "content": note.content}
+
+
+def _note_or_raise(db: Session, ctx: TenantContext, device: Device, note_id: str) -> DeviceNote:
+    note = db.get(DeviceNote, note_id) if is_uuid(note_id) else None
+    if note is None or note.tenant_id != ctx.tenant_id or note.device_id != device.id:
+        raise NotFound("note")
+    return note
+
+
+def list_notes(db: Session, ctx: TenantContext, device_id: str) -> list[DeviceNote]:
+    device = get_or_raise(db, ctx, device_id)
+    return list(db.scalars(select(DeviceNote).where(DeviceNote.tenant_id == ctx.tenant_id,
+                                                    DeviceNote.device_id == device.id)
+                           .order_by(DeviceNote.created_at, DeviceNote.note_id)))
+
+
+def get_note(db: Session, ctx: TenantContext, device_id: str, note_id: str) -> DeviceNote:
+    return _note_or_raise(db, ctx, get_or_raise(db, ctx, device_id), note_id)
+
+
+def _content(content) -> str:
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidField({"content": ["This field may not be blank."]})
+    return content
+
+
+def create_note(db: Session, ctx: TenantContext, device_id: str, *, content: str) -> DeviceNote:
+    device = get_or_raise(db, ctx, device_id)
+    now = utcnow()
+    note = DeviceNote(tenant_id=ctx.tenant_id, device_id=device.id, author=ctx.actor_name,
+                      content=_content(content), created_at=now, updated_at=now)
+    db.add(note)
+    db.flush()
+    audit.record(db, ctx, action="create", target_type="device_note", target_id=note.note_id,
+                 new_state={"device_id": device.id})
+    return note
+
+
+def update_note(db: Session, ctx: TenantContext, device_id: str, note_id: str, *, content: str) -> DeviceNote:
+    note = get_note(db, ctx, device_id, note_id)
+    note.content = _content(content)
+    note.updated_at = utcnow()
+    audit.record(db, ctx, action="update", target_type="device_note", target_id=note.note_id,
+                 new_state={"device_id": note.device_id})
+    return note
+
+
+def delete_note(db: Session, ctx: TenantContext, device_id: str, note_id: str) -> dict:
+    note = get_note(db, ctx, device_id, note_id)
+    db.delete(note)
+    audit.record(db, ctx, action="delete", target_type="device_note", target_id=note.note_id,
+                 new_state={"device_id": note.device_id})
+    return {"note_id": note.note_id, "deleted_at": render.iso_z(utcnow())}
+
+
+def mark_check_in(device: Device, when: datetime) -> None:
+    device.last_check_in = when
+
+
+
+# --- library status (owned by the library domain, keyed by device) --------------------------------------
+
+def _blueprint_ref(device: Device) -> dict | None:
+    return {"id": device.blueprint_id, "name": device.blueprint_name} if device.blueprint_id else None
+
+
+def library_items(db: Session, ctx: TenantContext, device_id: str) -> dict:
+    from bramley.library import service as library
+
+    device = get_or_raise(db, ctx, device_id)
+    return {"device_id": device.id,
+            "library_items": library.device_library_items(db, ctx, device, _blueprint_ref(device))}
+
+
+def parameters(db: Session, ctx: TenantContext, device_id: str) -> dict:
+    from bramley.library import service as library
+
+    device = get_or_raise(db, ctx, device_id)
+    return {"device_id": device.id, "parameters": library.device_parameters(db, ctx, device.id)}
+
+
+def status(db: Session, ctx: TenantContext, device_id: str) -> dict:
+    from bramley.library import service as library
+
+    device = get_or_raise(db, ctx, device_id)
+    return {"device_id": device.id, "library_items": library.device_status_items(db, ctx, device.id),
+            "parameters": library.device_parameters(db, ctx, device.id)}

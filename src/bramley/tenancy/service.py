@@ -1,0 +1,51 @@
+"""Tenants: create, look up, list."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bramley.errors import Conflict, InvalidField, NotFound
+from bramley.tenancy.context import TenantContext
+from bramley.tenancy.hosts import SUBDOMAIN_RE
+from bramley.tenancy.models import Tenant
+
+REGIONS = ("us", "eu")
+
+
+def create(db: Session, *, subdomain: str, region: str = "us") -> Tenant:
+    """Create a tenant; the subdomain is its name on every host family of its region."""
+    subdomain = subdomain.strip().lower()
+    if not SUBDOMAIN_RE.match(subdomain):
+        raise InvalidField({"subdomain": ["Use lowercase letters, digits and hyphens (max 63)."]})
+    if region not in REGIONS:
+        raise InvalidField({"region": [f"Choose one of: {', '.join(REGIONS)}."]})
+    if get_by_subdomain(db, subdomain) is not None:
+        raise Conflict("subdomain", f"Tenant {subdomain!r} already exists.")
+    tenant = Tenant(subdomain=subdomain, region=region)
+    db.add(tenant)
+    db.flush()
+    return tenant
+
+
+def get(db: Session, tenant_id: str) -> Tenant | None:
+    return db.get(Tenant, tenant_id)
+
+
+def get_by_subdomain(db: Session, subdomain: str) -> Tenant | None:
+    return db.scalar(select(Tenant).where(Tenant.subdomain == subdomain.lower()))
+
+
+def get_by_subdomain_or_raise(db: Session, subdomain: str) -> Tenant:
+    tenant = get_by_subdomain(db, subdomain)
+    if tenant is None:
+        raise NotFound(f"No tenant {subdomain!r}.")
+    return tenant
+
+
+def get_all(db: Session) -> list[Tenant]:
+    return list(db.scalars(select(Tenant).order_by(Tenant.subdomain)))
+
+
+def system_context(tenant: Tenant) -> TenantContext:
+    """Context for work done by Bramley itself (CLI, seeding, jobs)."""
+    return TenantContext(tenant_id=tenant.id, subdomain=tenant.subdomain, region=tenant.region)

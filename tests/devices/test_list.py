@@ -1,0 +1,116 @@
+"""GET /api/v1/devices: Iru's bare-array list, paging, filters and ordering."""
+from __future__ import annotations
+
+import orjson
+
+DEVICE_FIELDS = ["device_id", "device_name", "model", "serial_number", "platform", "os_version",
+                 "supplemental_build_version", "supplemental_os_version_extra", "last_check_in", "user", "asset_tag",
+                 "blueprint_id", "mdm_enabled", "agent_installed", "is_missing", "is_removed", "agent_version",
+                 "first_enrollment", "last_enrollment", "blueprint_name", "lost_mode_status", "tags"]
+
+
+def test_device_list_is_bare_array_with_iru_fields_in_order(client, tenant):
+    r = client.get("/api/v1/devices", headers=tenant.auth)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    devices = r.json()
+    assert isinstance(devices, list) and len(devices) == 40
+    assert list(devices[0].keys()) == DEVICE_FIELDS
+    assert b": " not in r.content and b", " not in r.content[:200]  # compact JSON
+
+
+def test_empty_result_is_exactly_brackets(client, tenant):
+    r = client.get("/api/v1/devices?serial_number=NO-SUCH-SERIAL", headers=tenant.auth)
+    assert r.status_code == 200 and r.text == "[]"
+
+
+def test_timestamps_keep_each_fields_format(client, tenant):
+    d = client.get("/api/v1/devices?limit=1", headers=tenant.auth).json()[0]
+    assert d["last_check_in"].endswith("Z") and "T" in d["last_check_in"]
+    assert d["first_enrollment"].endswith("+00:00") and " " in d["first_enrollment"]
+
+
+def test_paging_walks_every_device_once_with_fixed_page_size(client, make_tenant):
+    t = make_tenant(devices=65)
+    seen, offset, pages = [], 0, []
+    while True:
+        page = client.get(f"/api/v1/devices?limit=20&offset={offset}", headers=t.auth).json()
+        pages.append(len(page))
+        if not page:
+            break
+        seen += [d["device_id"] for d in page]
+        offset += len(page)
+    assert pages == [20, 20, 20, 5, 0]
+    assert len(seen) == len(set(seen)) == 65
+
+
+def test_limit_above_300_is_clamped_and_offset_past_end_is_empty(client, make_tenant):
+    t = make_tenant(devices=310)
+    assert len(client.get("/api/v1/devices?limit=5000", headers=t.auth).json()) == 300
+    assert len(client.get("/api/v1/devices", headers=t.auth).json()) == 300
+    assert client.get("/api/v1/devices?offset=10000", headers=t.auth).text == "[]"
+
+
+def test_bad_limit_is_a_field_error(client, tenant):
+    r = client.get("/api/v1/devices?limit=abc", headers=tenant.auth)
+    assert r.status_code == 400 and "limit" in r.json()
+    r = client.get("/api/v1/devices?limit=0", headers=tenant.auth)
+    assert r.status_code == 400 and "limit" in r.json()
+
+
+def test_filters_match_like_the_list_devices_card(client, tenant):
+    everything = client.get("/api/v1/devices", headers=tenant.auth).json()
+    mac = next(d for d in everything if d["platform"] == "Mac" and d["user"])
+    get = lambda q: client.get(f"/api/v1/devices?{q}", headers=tenant.auth).json()  # noqa: E731
+
+    assert [d["device_id"] for d in get(f"device_id={mac['device_id']}")] == [mac["device_id"]]
+    assert mac["device_id"] in {d["device_id"] for d in get(f"serial_number={mac['serial_number'][2:7].lower()}")}
+    assert all(d["platform"] == "Mac" for d in get("platform=Mac"))
+    assert len(get("platform=Mac")) == sum(d["platform"] == "Mac" for d in everything)
+    email = mac["user"]["email"]
+    assert all(email[:6] in d["user"]["email"] for d in get(f"user_email={email[:6].upper()}"))
+    assert {d["user"]["email"] for d in get(f"user_email_exact={email}")} == {email}
+    assert get(f"user_email_exact={email[:-1]}") == []
+    assert all(d["user"]["id"] == mac["user"]["id"] for d in get(f"user_id={mac['user']['id']}"))
+    assert all(mac["user"]["name"].split()[0].lower() in d["user"]["name"].lower()
+               for d in get(f"user_name={mac['user']['name'].split()[0]}"))
+    assert all(d["blueprint_id"] == mac["blueprint_id"] for d in get(f"blueprint_id={mac['blueprint_id']}"))
+    assert all("MacBook" in d["model"] for d in get("model=macbook"))
+    assert all(d["os_version"].startswith("15") for d in get("os_version=15."))
+    if mac["asset_tag"]:
+        assert [d["asset_tag"] for d in get(f"asset_tag={mac['asset_tag']}")] == [mac["asset_tag"]]
+
+
+def test_tag_filters(client, tenant):
+    everything = client.get("/api/v1/devices", headers=tenant.auth).json()
+    tagged = [d for d in everything if "Lab" in d["tags"]]
+    got = client.get("/api/v1/devices?tag_name=Lab", headers=tenant.auth).json()
+    assert {d["device_id"] for d in got} == {d["device_id"] for d in tagged}
+    either = client.get("/api/v1/devices?tag_name_in=Lab,Finance", headers=tenant.auth).json()
+    assert {d["device_id"] for d in either} == {d["device_id"] for d in everything
+                                                 if {"Lab", "Finance"} & set(d["tags"])}
+    assert client.get("/api/v1/devices?tag_name=lab", headers=tenant.auth).json() == []  # case-sensitive
+
+
+def test_filevault_filter_reads_lenient_booleans(client, tenant):
+    on = client.get("/api/v1/devices?filevault_enabled=True", headers=tenant.auth).json()
+    off = client.get("/api/v1/devices?filevault_enabled=false", headers=tenant.auth).json()
+    assert on and all(d["platform"] == "Mac" for d in on + off)
+    assert not {d["device_id"] for d in on} & {d["device_id"] for d in off}
+
+
+def test_ordering_and_unknown_params_are_ignored_gracefully(client, tenant):
+    names = [d["device_name"] for d in client.get("/api/v1/devices?ordering=device_name&source=okta",
+                                                  headers=tenant.auth).json()]
+    assert names == sorted(names)
+    rev = [d["serial_number"] for d in client.get("/api/v1/devices?ordering=-serial_number", headers=tenant.auth).json()]
+    assert rev == sorted(rev, reverse=True)
+    assert client.get("/api/v1/devices?ordering=bogus", headers=tenant.auth).status_code == 200
+
+
+def test_trailing_slash_and_double_slash_serve_the_same_list(client, tenant):
+    a = client.get("/api/v1/devices", headers=tenant.auth)
+    b = client.get("/api/v1/devices/", headers=tenant.auth)
+    c = client.get("http://testserver//api/v1/devices", headers=tenant.auth)
+    assert a.status_code == b.status_code == c.status_code == 200
+    assert orjson.loads(a.content) == orjson.loads(b.content) == orjson.loads(c.content)
