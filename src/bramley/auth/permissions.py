@@ -35,11 +35,20 @@ def grant(section: str, group: str, label: str) -> dict:
     return {GROUP_KEY: {"section": section, "group": group, "label": label}}
 
 
+def iter_api_routes(routes):
+    """Every APIRoute, looking inside included routers (FastAPI ≥0.160 wraps them; our includes add no prefix)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from iter_api_routes(route.original_router.routes)
+
+
 def guarded_routes(routes) -> list[APIRoute]:
     return [
         r
-        for r in routes
-        if isinstance(r, APIRoute) and r.path.startswith(API_PREFIX + "/") and r.path not in PUBLIC_PATHS
+        for r in iter_api_routes(routes)
+        if True and r.path.startswith(API_PREFIX + "/") and r.path not in PUBLIC_PATHS
         and not r.path.startswith(API_PREFIX + "/scim")
     ]
 
