@@ -11,3 +11,12 @@ from bramley.library.models import BlueprintLibraryItem, DeviceItemStatus, Libra
 
 __all__ = ["Base", "Tenant", "ApiToken", "AuditEvent", "User", "Blueprint", "Tag", "Device", "DeviceInventory",
            "DeviceNote", "DeviceTag", "LibraryItem", "BlueprintLibraryItem", "DeviceItemStatus"]
+from bramley.secrets.models import Secret, TenantKey  # noqa: E402
+from bramley.mdm.models import (  # noqa: E402
+    CertAuth, Command, CommandHistory, Enrollment, EnrollmentToken, IssuedCertificate, PushCertificate, QueuedCommand,
+    TenantPKI,
+)
+from bramley.jobs.models import Job  # noqa: E402
+
+__all__ += ["Secret", "TenantKey", "CertAuth", "Command", "CommandHistory", "Enrollment", "EnrollmentToken",
+            "IssuedCertificate", "PushCertificate", "QueuedCommand", "TenantPKI", "Job"]
