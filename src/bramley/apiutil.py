@@ -1,15 +1,37 @@
 """Small helpers shared by the Iru API routers: paging, links, lenient bodies, raw JSON replies."""
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlencode
 
 import orjson
 from fastapi import Query, Request
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
 from bramley.errors import DetailError, InvalidField
 
 MAX_LIMIT = 300
+# Any offset past the end is an empty page; beyond this one the database could not even bind the number
+# (SQLAlchemy sends OFFSET as a 32-bit INTEGER to PostgreSQL).
+MAX_OFFSET = 2**31 - 1
+NUL_MESSAGE = "Null characters are not allowed."
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("null_characters", NUL_MESSAGE)
+    return value
+
+
+# A string PostgreSQL can store and compare: it refuses NUL in text, and DRF's CharField refuses it too.
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+def not_a_dict(value) -> str:
+    """DRF's message for a body that is JSON but not an object."""
+    return f"Invalid data. Expected a dictionary, but got {type(value).__name__}."
 
 
 class RawJSON(Response):
@@ -18,7 +40,7 @@ class RawJSON(Response):
     media_type = "application/json"
 
 
-def limit_offset(
+async def limit_offset(  # async: pure, so FastAPI needn't hop to a worker thread for it
     limit: int | None = Query(None, description="Page size; values above 300 are clamped to 300."),
     offset: int | None = Query(None, ge=0),
 ) -> tuple[int, int]:
@@ -26,7 +48,7 @@ def limit_offset(
         limit = MAX_LIMIT
     if limit < 1:
         raise InvalidField({"limit": ["Ensure this value is greater than or equal to 1."]})
-    return min(limit, MAX_LIMIT), offset or 0
+    return min(limit, MAX_LIMIT), min(offset or 0, MAX_OFFSET)
 
 
 def page_url(request: Request, **params) -> str:
@@ -68,7 +90,9 @@ async def lenient_body(request: Request) -> dict:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.form()
-        return _expand_dotted({k: v for k, v in form.items() if isinstance(v, str)})
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        _reject_nul(fields, "")
+        return _expand_dotted(fields)
     raw = await request.body()
     if not raw.strip():
         return {}
@@ -77,9 +101,21 @@ async def lenient_body(request: Request) -> dict:
     except orjson.JSONDecodeError as exc:
         raise DetailError(f"JSON parse error - {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidField({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."
-                                                 if isinstance(data, list) else "Invalid data. Expected a dictionary."]})
+        raise InvalidField({"non_field_errors": [not_a_dict(data)]})
+    _reject_nul(data, "")
     return _expand_dotted(data)
+
+
+def _reject_nul(value, field: str) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidField({field or "non_field_errors": [NUL_MESSAGE]})
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key, field)
+            _reject_nul(item, f"{field}.{key}" if field else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            _reject_nul(item, field)
 
 
 def parse_bool(value, field: str) -> bool:

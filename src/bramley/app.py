@@ -1,9 +1,11 @@
 """The one ASGI app: Iru API door (and, later, SCIM, device and console doors) plus /healthz."""
 from __future__ import annotations
 
+import asyncio
 import logging
+from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import text
 
 from bramley.audit.api import router as audit_router
@@ -13,11 +15,33 @@ from bramley.config import Settings, get_settings
 from bramley.db.engine import Database
 from bramley.devices.api import router as devices_router
 from bramley.logs import configure_logging
+from bramley.mdm.actions_api import router as device_actions_router
+from bramley.mdm.api import router as mdm_router
+from bramley.mdm.enroll_api import router as enroll_router
+from bramley.openapi import install as install_openapi
+from bramley.secrets.api import router as secrets_router
 from bramley.tags.api import router as tags_router
 from bramley.users.api import router as users_router
-from bramley.web import EdgeMiddleware, JSONBody, install_error_handlers
+from bramley.web import EdgeMiddleware, JSONBody, install_error_handlers, reject_nul_query
 
 log = logging.getLogger("bramley")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    # The in-process job worker (APNs pushes, ...): on for `bramley serve`, off for apps built elsewhere.
+    worker = None
+    if app.state.settings.run_worker:
+        from bramley.jobs.worker import Worker
+
+        worker = Worker(app.state.db)
+        worker.start_in_thread()
+    app.state.worker = worker
+    try:
+        yield
+    finally:
+        if worker is not None:
+            await asyncio.to_thread(worker.stop_thread)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,12 +54,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/v1/docs",
         redoc_url=None,
         default_response_class=JSONBody,
+        lifespan=_lifespan,
+        dependencies=[Depends(reject_nul_query)],
     )
     app.state.settings = settings
     app.state.db = Database(settings)
     app.state.rate_limiter = TenantRateLimiter(settings)
 
-    for router in (devices_router, blueprints_router, users_router, tags_router, audit_router):
+    for router in (devices_router, device_actions_router, blueprints_router, users_router, tags_router,
+                   audit_router, mdm_router, enroll_router, secrets_router):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)
@@ -44,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
 
+    install_openapi(app)
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

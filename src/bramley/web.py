@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
-from bramley.auth.door import DoorRefusal
+from bramley.apiutil import NUL_MESSAGE, not_a_dict
+from bramley.auth.door import DoorRefusal, api_context, get_db
 from bramley.errors import ActionRefused, Conflict, DetailError, InvalidField, NotFound, RuleViolation
 
 log = logging.getLogger("bramley.http")
@@ -25,8 +27,11 @@ SECURITY_HEADERS = [
 API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 
 
-class JSONBody(Response):
-    """Compact JSON (no spaces), as Iru answers; scripts compare `[]` as a string."""
+class JSONBody(JSONResponse):
+    """Compact JSON (no spaces), as Iru answers; scripts compare `[]` as a string.
+
+    A JSONResponse subclass so FastAPI documents each route's response_model instead of "string".
+    """
 
     media_type = "application/json"
 
@@ -94,8 +99,12 @@ class EdgeMiddleware:
             await _send_json(send, 413, {"detail": "Request body too large."})
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read. An HTTPException, so FastAPI's body parsing passes it on as a 413
+    instead of turning it into its generic 400."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "Request body too large.")
 
 
 def _content_length(scope) -> int | None:
@@ -115,20 +124,83 @@ async def _send_json(send, status: int, body) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def _field_errors(exc: RequestValidationError) -> tuple[int, object]:
+LOCATIONS = ("body", "query", "path", "header", "cookie")
+# Pydantic names the union member that failed ("str", "int", "list[str]", "function-after[...]") in `loc`;
+# the caller sent one field, so it gets one key.
+_UNION_TAGS = {"str", "int", "float", "bool", "bytes", "dict", "list", "none"}
+
+
+def _field(loc) -> str:
+    parts = list(loc[1:] if loc and loc[0] in LOCATIONS else loc)
+    parts = [str(p) for p in parts if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p))]
+    return ".".join(parts) or "non_field_errors"
+
+
+def _field_errors(request: Request, exc: RequestValidationError) -> tuple[int, object]:
     """FastAPI's validation errors in Iru's shapes: JSON parse errors as detail, fields as lists."""
     errors: dict[str, list[str]] = {}
     for err in exc.errors():
-        if err.get("type") == "json_invalid":
+        kind, loc = err.get("type"), err.get("loc", ())
+        if kind == "json_invalid":
             msg = (err.get("ctx") or {}).get("error", "invalid JSON")
             return 400, {"detail": f"JSON parse error - {msg}"}
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        field = ".".join(loc) or "non_field_errors"
         message = err.get("msg", "Invalid value.")
-        if err.get("type") == "missing":
+        if kind == "missing":
             message = "This field is required."
-        errors.setdefault(field, []).append(message)
+        elif tuple(loc) == ("body",) and kind in ("model_attributes_type", "model_type", "dict_type"):
+            value = err.get("input")
+            if isinstance(value, (bytes, bytearray)):  # FastAPI leaves a body it would not parse as JSON raw
+                ctype = request.headers.get("content-type")
+                return 415, {"detail": f'Unsupported media type "{ctype}" in request.' if ctype
+                             else "Missing Content-Type header: send JSON as application/json."}
+            message = not_a_dict(value)
+        field = _field(loc)
+        if message not in errors.get(field, ()):
+            errors.setdefault(field, []).append(message)
     return 400, errors
+
+
+async def _door_refusal(request: Request) -> DoorRefusal | None:
+    """The door's verdict on a request whose body failed before the door ran.
+
+    FastAPI reads and validates the body before any dependency, so without this a caller with a bad token
+    would hear about their JSON first; Iru checks the token first (reference §5 check order).
+    """
+    path = request.url.path
+    if not path.startswith("/api/v1/") or path.startswith("/api/v1/scim") or "route" not in request.scope:
+        return None
+    if "ratelimit_headers" in request.scope.get("state", {}):
+        return None  # the door already ran and let it in
+
+    try:
+        # The door's own dependencies, run as FastAPI would: same transaction policy, same token bookkeeping.
+        async with asynccontextmanager(get_db)(request) as session:
+            await api_context(request, session)
+    except DoorRefusal as refusal:
+        return refusal
+    return None
+
+
+def _declared_query(dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared_query(sub)
+    return names
+
+
+async def reject_nul_query(request: Request) -> None:
+    """A NUL in a filter is a field error, as DRF's filters make it (PostgreSQL cannot compare such text).
+
+    Only declared parameters count: unknown ones stay ignored, whatever they hold. An app-wide dependency,
+    so it runs before the door: a NUL-laden filter with a bad token is a 400, not a 401.
+    """
+    if b"%00" not in request.scope.get("query_string", b"") or not request.url.path.startswith("/api/"):
+        return
+    route = request.scope.get("route")
+    declared = _declared_query(route.dependant) if getattr(route, "dependant", None) is not None else set()
+    bad = {k: [NUL_MESSAGE] for k, v in request.query_params.multi_items() if k in declared and "\x00" in v}
+    if bad:
+        raise InvalidField(bad)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -162,13 +234,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        status, body = _field_errors(exc)
+        refusal = await _door_refusal(request)
+        if refusal is not None:
+            return json_response(refusal.status, refusal.body, refusal.headers)
+        status, body = _field_errors(request, exc)
         return json_response(status, body)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 404:
             return json_response(404, {"detail": "Not found."})
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+            # FastAPI's "error parsing the body": JSON that is not even text (invalid UTF-8).
+            refusal = await _door_refusal(request)
+            if refusal is not None:
+                return json_response(refusal.status, refusal.body, refusal.headers)
+            return json_response(400, {"detail": f"JSON parse error - {exc.__cause__}"})
         if exc.status_code == 405:
             return json_response(405, {"detail": f'Method "{request.method}" not allowed.'}, exc.headers)
         return json_response(exc.status_code, {"detail": exc.detail}, exc.headers)

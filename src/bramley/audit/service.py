@@ -104,8 +104,10 @@ def list_events(
     if cursor:
         direction, sort_by, c_when, c_id = _decode(cursor)
         desc = sort_by.startswith("-")
-    # The key is (occurred_at, id) for every sort: ULIDs are minted from occurred_at, so both orders agree.
-    key = (AuditEvent.occurred_at, AuditEvent.id)
+    # Each sort keys on its own field: ULIDs minted in another process within the same millisecond
+    # need not follow occurred_at, so sorting by id must compare ids alone (id breaks occurred_at ties).
+    by_id = sort_by.lstrip("-") == "id"
+    key = (AuditEvent.id,) if by_id else (AuditEvent.occurred_at, AuditEvent.id)
     query = select(AuditEvent).where(AuditEvent.tenant_id == ctx.tenant_id)
     if start:
         query = query.where(AuditEvent.occurred_at >= start)
@@ -114,7 +116,9 @@ def list_events(
     backwards = direction == "<"
     if cursor:
         after = (desc != backwards)  # walking toward smaller keys?
-        if after:
+        if by_id:
+            query = query.where(AuditEvent.id < c_id if after else AuditEvent.id > c_id)
+        elif after:
             query = query.where(or_(key[0] < c_when, and_(key[0] == c_when, key[1] < c_id)))
         else:
             query = query.where(or_(key[0] > c_when, and_(key[0] == c_when, key[1] > c_id)))

@@ -5,15 +5,21 @@ bad token 401, token of another tenant's host 401, over the limit 429, not grant
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bramley.auth import service as tokens
 from bramley.tenancy import service as tenants
 from bramley.tenancy.context import TenantContext
 from bramley.tenancy.hosts import tenant_from_host
+
+log = logging.getLogger("bramley.auth")
 
 
 class DoorRefusal(Exception):
@@ -25,10 +31,43 @@ class DoorRefusal(Exception):
         self.headers = headers or {}
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request: commit after the handler returns, roll back if it raised."""
-    with request.app.state.db.unit_of_work() as session:
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: commit after the handler returns, roll back if it raised.
+
+    Async because a new session connects lazily, on its first query in a worker thread: only the ending
+    needs a thread hop (a sync generator dependency takes one to start and one to end).
+    """
+    db = request.app.state.db
+    # Reads stay deferred (many at once in WAL); anything else takes SQLite's write lock at BEGIN.
+    session = (db.sessions if request.method in ("GET", "HEAD") else db.write_sessions)()
+    ok = False
+    try:
         yield session
+        ok = True
+    finally:
+        with anyio.CancelScope(shield=True):  # a client gone mid-request must still give the connection back
+            await run_db(request, _end, session, ok)
+
+
+READS = ("GET", "HEAD")
+
+
+async def run_db(request: Request, fn, *args):
+    """Run this request's blocking database work. SQLite reads run right on the event loop: a deferred read in
+    WAL mode never waits for a lock, and handing ~1 ms of in-process work to a worker thread cost more than the
+    work (thread hops, and the GIL passed back and forth on every row fetched). PostgreSQL round trips and SQLite
+    writes, which can wait for the write lock, go to the thread pool."""
+    if request.method in READS and request.app.state.db.dialect == "sqlite":
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
+
+
+def _end(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+    finally:
+        session.close()  # also rolls back whatever was not committed
 
 
 def _bearer(request: Request) -> str | None:
@@ -41,7 +80,8 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
-def api_context(request: Request, db: Session = Depends(get_db)) -> TenantContext:
+def _identify(request: Request, db: Session):
+    """The DB half of the door: the host's tenant (404), the token (401), the token's tenant."""
     host = tenant_from_host(request.headers.get("host"))
     host_tenant = None
     if host is not None:
@@ -56,14 +96,38 @@ def api_context(request: Request, db: Session = Depends(get_db)) -> TenantContex
         raise DoorRefusal(401, {"detail": "Invalid token."})
     if host_tenant is not None and host_tenant.id != token.tenant_id:
         raise DoorRefusal(401, {"detail": "Invalid token."})
-    verdict = request.app.state.rate_limiter.hit(token.tenant_id)
+    return token, host_tenant or tenants.name_of(db, token.tenant_id)
+
+
+def _record_use(request: Request, db: Session, token_id: str) -> None:
+    """Best effort, about once a minute per token: a busy database must not fail the caller's request.
+
+    A read records it in a small write of its own (always in a worker thread: taking SQLite's write lock can
+    wait). A write request already holds that lock, so a second transaction would wait for itself: its own
+    transaction records it.
+    """
+    if request.method not in READS:
+        tokens.mark_used(db, token_id)
+        return
+    try:
+        with request.app.state.db.unit_of_work() as w:
+            tokens.mark_used(w, token_id)
+    except OperationalError:
+        log.warning("could not record token use (database busy)")
+
+
+async def api_context(request: Request, db: Session = Depends(get_db)) -> TenantContext:
+    # Async so the rate limiter runs on the event loop.
+    token, tenant = await run_db(request, _identify, request, db)
+    if tokens.use_is_due(token):
+        await run_in_threadpool(_record_use, request, db, token.id)
+    verdict = await request.app.state.rate_limiter.hit(token.tenant_id)
     request.scope.setdefault("state", {})["ratelimit_headers"] = verdict.headers
     if not verdict.allowed:
         raise DoorRefusal(429, {"message": "API rate limit exceeded"}, {"Retry-After": str(verdict.retry_after)})
     route = request.scope["route"]
     if not tokens.allows(token, request.method, route.path):
         raise DoorRefusal(403, {"detail": "You do not have permission to perform this action."})
-    tenant = host_tenant or tenants.get(db, token.tenant_id)
     return TenantContext(
         tenant_id=token.tenant_id,
         subdomain=tenant.subdomain,

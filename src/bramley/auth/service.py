@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from bramley.audit import service as audit
@@ -67,17 +67,28 @@ def create(
     return CreatedToken(token, value)
 
 
+# Built once: every API request runs it, and building a statement costs more than running this one.
+_BY_HASH = select(ApiToken).where(ApiToken.token_hash == bindparam("token_hash"))
+
+
 def authenticate(db: Session, value: str) -> ApiToken | None:
     """The live token with this value, or None (unknown, revoked or expired)."""
-    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(value)))
+    token = db.scalar(_BY_HASH, {"token_hash": hash_token(value)})
     if token is None or token.revoked_at is not None:
         return None
     now = utcnow()
     if token.expires_at is not None and token.expires_at <= now:
         return None
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now
     return token
+
+
+def use_is_due(token: ApiToken) -> bool:
+    return token.last_used_at is None or utcnow() - token.last_used_at > LAST_USED_RESOLUTION
+
+
+def mark_used(db: Session, token_id: str) -> None:
+    """Record the last use in its own small write, so a GET stays a pure read."""
+    db.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
 
 
 def allows(token: ApiToken, method: str, path: str) -> bool:

@@ -1,11 +1,13 @@
 """Blueprint routes. Create/update accept JSON, urlencoded or multipart, dotted keys or nested (§2.2)."""
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from bramley.apiutil import RawJSON, lenient_body, limit_offset, offset_envelope, parse_bool
+from bramley.apiutil import RawJSON, Text, lenient_body, limit_offset, offset_envelope, parse_bool
 from bramley.auth.door import api_context, get_db
 from bramley.auth.permissions import grant
 from bramley.blueprints import schemas
@@ -39,9 +41,21 @@ class BlueprintIn(BaseModel):
     source: SourceIn | None = None
 
 
+class EnrollmentCodeCreate(EnrollmentCodeIn):
+    is_active: bool
+
+
+class BlueprintCreate(BlueprintIn):
+    """The documented create body: what PATCH may leave out, create requires."""
+
+    name: str = Field(min_length=1, max_length=255)
+    enrollment_code: EnrollmentCodeCreate
+    type: Literal["classic", "map"] | None = None
+
+
 class LibraryItemRef(BaseModel):
-    library_item_id: str
-    assignment_node_id: str | None = None
+    library_item_id: Text
+    assignment_node_id: Text | None = None
 
 
 def _body_schema(model) -> dict:
@@ -86,7 +100,7 @@ def list_blueprints(request: Request, id: str | None = None, id__in: str | None 
 
 
 @router.post("", status_code=201, response_model=schemas.Blueprint,
-             openapi_extra={**grant(*SECTION, "Create blueprint"), **_body_schema(BlueprintIn)})
+             openapi_extra={**grant(*SECTION, "Create blueprint"), **_body_schema(BlueprintCreate)})
 def create_blueprint(raw: dict = Depends(lenient_body), ctx: TenantContext = Depends(api_context),
                      db: Session = Depends(get_db)):
     body = _parse(raw)

@@ -10,6 +10,7 @@ from bramley.audit import service as audit
 from bramley.blueprints.models import Blueprint
 from bramley.db.base import is_uuid
 from bramley.errors import Conflict, InvalidField, NotFound, RuleViolation
+from bramley.library import service as library
 from bramley.tenancy.context import TenantContext
 
 TYPES = ("classic", "map")
@@ -58,6 +59,8 @@ def create(db: Session, ctx: TenantContext, *, name: str, enrollment_code_active
     )
     db.add(bp)
     db.flush()
+    if source_type == "blueprint":
+        library.copy_assignments(db, ctx, source.id, bp.id)
     audit.record(db, ctx, action="create", target_type="blueprint", target_id=bp.id, new_state=_state(bp))
     return bp
 

@@ -30,7 +30,9 @@ def make_engine(settings: Settings) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
             # pysqlite's implicit transactions do not cover reads; start our own so a request sees one snapshot.
-            conn.exec_driver_sql("BEGIN")
+            # Writers take the write lock up front (IMMEDIATE): a deferred read that later upgrades to a write
+            # fails at once with SQLITE_BUSY when another writer committed meanwhile; busy_timeout can't help it.
+            conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}".strip())
 
         # Let SQLAlchemy, not pysqlite, own BEGIN/COMMIT.
         @event.listens_for(engine, "connect", insert=True)
@@ -38,7 +40,10 @@ def make_engine(settings: Settings) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # No pool_pre_ping: with psycopg it costs three round trips (BEGIN, SELECT 1, ROLLBACK) on every request, more
+    # than the device list's own queries. After a database restart the first query on a stale connection fails
+    # and SQLAlchemy invalidates the whole pool: one failed request per worker process instead of a ping per request.
+    return create_engine(url, pool_size=10, max_overflow=20)
 
 
 class Database:
@@ -47,12 +52,17 @@ class Database:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.engine = make_engine(settings)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        # Services find the settings (e.g. the master key source) through session.info["settings"].
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False,
+                                     info={"settings": settings})
+        # For transactions known to write (non-GET requests, device check-ins, jobs, CLI): same pool.
+        self.write_sessions = sessionmaker(self.engine.execution_options(sqlite_begin="IMMEDIATE"),
+                                           expire_on_commit=False, autoflush=False, info={"settings": settings})
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[Session]:
-        """One transaction: commit on success, roll back on any exception."""
-        session = self.sessions()
+    def unit_of_work(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on any exception. `write=False` for pure reads."""
+        session = (self.write_sessions if write else self.sessions)()
         try:
             yield session
             session.commit()

@@ -88,11 +88,12 @@ def _apps(rng: random.Random, platform: str) -> list[dict]:
     return out
 
 
-def seed(db: Session, ctx: TenantContext, *, devices_count: int, seed_value: int = 7,
+def seed(db: Session, ctx: TenantContext, *, devices_count: int, seed_value: int | None = None,
          progress: Callable[[int], None] | None = None, with_inventory: bool = True,
          audited: bool = True) -> dict:
     """Users, blueprints, library items and `devices_count` devices; some stale, missing or removed."""
-    rng = random.Random(seed_value)
+    # Per-tenant by default: real serial numbers are unique across every tenant.
+    rng = random.Random(seed_value if seed_value is not None else ctx.tenant_id)
     now = utcnow()
     bps = {}
     for name, icon, color, desc in catalog.BLUEPRINTS:
@@ -102,16 +103,18 @@ def seed(db: Session, ctx: TenantContext, *, devices_count: int, seed_value: int
              [("Google Chrome", "automatic-app"), ("FileVault", "profile"), ("Passcode", "profile"),
               ("Set Wallpaper", "custom-script"), ("macOS Updates", "macos-release")]]
     n_users = max(1, min(devices_count, max(5, devices_count * 3 // 4)))
-    user_rows = []
+    user_specs = []
     taken: set[str] = set()
     for i in range(n_users):
         first, last = rng.choice(catalog.FIRST_NAMES), rng.choice(catalog.LAST_NAMES)
         short = f"{first}.{last}".lower().replace(" ", "").replace("-", "")
         email = f"{short}@example.com" if short not in taken else f"{short}{i}@example.com"
         taken.add(short)
-        user_rows.append(users.create(db, ctx, name=f"{first} {last}", email=email,
-                                      department=rng.choice(catalog.DEPARTMENTS), job_title=rng.choice(catalog.TITLES),
-                                      audited=audited))
+        user_specs.append(users.NewUser(name=f"{first} {last}", email=email,
+                                        department=rng.choice(catalog.DEPARTMENTS), job_title=rng.choice(catalog.TITLES)))
+    user_rows = []
+    for start in range(0, len(user_specs), BATCH):
+        user_rows += users.create_many(db, ctx, user_specs[start:start + BATCH], audited=audited)
     done = 0
     while done < devices_count:
         batch = []

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bramley.db.base import Base, JSONType, UTCDateTime, new_uuid, utcnow
@@ -67,6 +68,16 @@ class Device(Base):
     doc: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# SQLite's FTS5 trigram index over the substring-filtered columns (migration 0003; rowid = devices.pk). Kept
+# out of Base.metadata: it is a virtual table made by raw SQL, and PostgreSQL uses trigram GIN indexes instead.
+device_search = Table(
+    "devices_search", MetaData(),
+    Column("rowid", Integer, primary_key=True),
+    Column("serial_number", Text),
+    Column("user_email", Text),
+)
 
 
 class DeviceInventory(Base):

@@ -104,7 +104,9 @@ def details_dict(device, inventory: dict, tag_names: list[str], legacy_empty: bo
         "kandji_agent": {
             "agent_installed": flag(device.agent_installed),
             "install_date": inventory.get("agent_install_date", ""),
-            "last_check_in": inventory.get("agent_last_check_in", ""),
+            # Until the agent reports its own check-in, the device's stands in (ISO Z, as the agent's is).
+            "last_check_in": inventory.get("agent_last_check_in")
+            or ((iso_z(device.last_check_in) or "") if device.agent_installed else ""),
             "agent_version": device.agent_version or "",
         },
         "hardware_overview": inventory.get("hardware_overview", {}),

@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bramley.apiutil import Text
+
 
 class DeviceUser(BaseModel):
     email: str | None
@@ -38,14 +40,38 @@ class Device(BaseModel):
     tags: list[str]
 
 
+class DeviceListFilters(BaseModel):
+    """List Devices query filters (devices.api validates the raw query with it in one step)."""
+
+    asset_tag: Text | None = None
+    blueprint_id: Text | None = None
+    device_id: Text | None = None
+    device_name: Text | None = None
+    filevault_enabled: bool | None = None
+    mac_address: Text | None = None
+    model: Text | None = None
+    os_version: Text | None = None
+    platform: Text | None = None
+    serial_number: Text | None = None
+    tag_name: Text | None = None
+    tag_name_in: Text | None = None
+    tag_id: Text | None = None
+    tag_id_in: Text | None = None
+    user: Text | None = None
+    user_email: Text | None = None
+    user_email_exact: Text | None = None
+    user_id: Text | None = None
+    user_name: Text | None = None
+
+
 class DevicePatch(BaseModel):
     """Update Device: any subset. `user` is a UUID, the legacy numeric id, or null to clear."""
 
     model_config = ConfigDict(extra="ignore")
-    blueprint_id: str | None = None
-    user: str | int | None = None
-    asset_tag: str | None = Field(None, max_length=255)
-    tags: list[str] | None = None
+    blueprint_id: Text | None = None
+    user: Text | int | None = None
+    asset_tag: Text | None = Field(None, max_length=255)
+    tags: list[Text] | None = None
 
 
 class DeviceDetails(BaseModel):
@@ -98,7 +124,7 @@ class Note(BaseModel):
 
 
 class NoteIn(BaseModel):
-    content: str = Field(min_length=1, max_length=100_000)
+    content: Text = Field(min_length=1, max_length=100_000)
 
 
 class NoteDeleted(BaseModel):

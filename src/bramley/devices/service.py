@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import case, false, func, or_, select
+from sqlalchemy import Integer, bindparam, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from bramley.audit import service as audit
 from bramley.blueprints import service as blueprints
 from bramley.db.base import is_uuid, new_uuid, utcnow
 from bramley.devices import render
-from bramley.devices.models import Device, DeviceInventory, DeviceNote, DeviceTag
+from bramley.devices.models import Device, DeviceInventory, DeviceNote, DeviceTag, device_search
 from bramley.errors import InvalidField, NotFound
 from bramley.tags import service as tags
 from bramley.tenancy.context import TenantContext
@@ -106,6 +106,17 @@ def _filter_clauses(db: Session, ctx: TenantContext, f: DeviceFilters) -> list:
     return c
 
 
+def _search_terms(db: Session, f: DeviceFilters) -> list[tuple[str, str]]:
+    """FTS5 phrases for the substring filters SQLite's trigram index can serve (3+ characters; shorter ones scan).
+
+    PostgreSQL needs none: its trigram GIN indexes serve ILIKE as it is.
+    """
+    if db.get_bind().dialect.name != "sqlite":
+        return []
+    values = (("serial_number", f.serial_number), ("user_email", f.user_email))
+    return [(name, '"' + value.replace('"', '""') + '"') for name, value in values if value and len(value) >= 3]
+
+
 def _order(ordering: str | None) -> list:
     terms = []
     for term in (ordering or "").split(","):
@@ -116,16 +127,41 @@ def _order(ordering: str | None) -> list:
     return [*terms, Device.pk.asc()]
 
 
+def _whole_fleet_page():
+    pks = (select(Device.pk).where(Device.tenant_id == bindparam("tenant_id")).order_by(Device.pk)
+           .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer)).subquery())
+    return select(Device.doc).join(pks, Device.pk == pks.c.pk).order_by(Device.pk)
+
+
+# The unfiltered page in default order (connectors walking the whole fleet) is the commonest request: built
+# once, since building a statement costs more than running it.
+WHOLE_FLEET_PAGE = _whole_fleet_page()
+NO_FILTERS = DeviceFilters()
+
+
 def list_json(db: Session, ctx: TenantContext, *, filters: DeviceFilters, limit: int, offset: int,
               ordering: str | None = None) -> str:
     """One page of the device list as a JSON array string, built from stored per-device JSON.
 
     The inner query picks primary keys from the (tenant_id, ...) indexes; only the page's rows are read whole.
+    Executed on the connection: 300 plain strings need none of the ORM's result machinery.
     """
     order = _order(ordering)
-    page = (select(Device.pk).where(*_filter_clauses(db, ctx, filters)).order_by(*order)
-            .limit(limit).offset(offset).subquery())
-    docs = db.scalars(select(Device.doc).join(page, Device.pk == page.c.pk).order_by(*order))
+    if filters == NO_FILTERS and len(order) == 1:
+        docs = db.connection().execute(WHOLE_FLEET_PAGE, {"tenant_id": ctx.tenant_id, "limit": limit,
+                                                          "offset": offset}).scalars().all()
+        return "[" + ",".join(docs) + "]"
+    page = select(Device.pk).where(*_filter_clauses(db, ctx, filters))
+    inner_order = order
+    search = _search_terms(db, filters)
+    if search:
+        # SQLite: start from the trigram index, which yields matches in rowid (= pk) order, so a default-ordered
+        # page stops after `limit` hits. The LIKE clauses above still decide; the index only narrows.
+        page = page.select_from(device_search).join(Device, Device.pk == device_search.c.rowid).where(
+            *(device_search.c[name].match(phrase) for name, phrase in search))
+        inner_order = [*order[:-1], device_search.c.rowid.asc()]
+    page = page.order_by(*inner_order).limit(limit).offset(offset).subquery()
+    docs = db.connection().execute(select(Device.doc).join(page, Device.pk == page.c.pk).order_by(*order)).scalars().all()
     return "[" + ",".join(docs) + "]"
 
 
@@ -253,7 +289,15 @@ def create_many(db: Session, ctx: TenantContext, specs: list[NewDevice], *, audi
             created_at=now, updated_at=now,
         )
         _apply_user(device, user_map.get(s.user_id) if s.user_id else None)
+        device.doc = render.device_json(device, sorted(set(s.tag_names)))  # before the INSERT: no UPDATE per row
         created.append(device)
+    if created and db.get_bind().dialect.name == "postgresql":
+        # Keys drawn up front let the ORM insert with one pipelined executemany. Otherwise it sends one huge
+        # multi-row INSERT ... RETURNING, which psycopg takes longer to parse than PostgreSQL takes to run.
+        keys = db.scalars(select(func.nextval(func.pg_get_serial_sequence("devices", "pk")))
+                          .select_from(func.generate_series(1, len(created)))).all()
+        for device, key in zip(created, keys):
+            device.pk = key
     db.add_all(created)
     db.flush()
     inventories = []
@@ -263,7 +307,6 @@ def create_many(db: Session, ctx: TenantContext, specs: list[NewDevice], *, audi
                                            details=s.details or {}, apps=s.apps or []))
         names = sorted(set(s.tag_names))
         links.extend(DeviceTag(tenant_id=ctx.tenant_id, device_pk=device.pk, tag_id=tag_map[n].id) for n in names)
-        device.doc = render.device_json(device, names)
     db.add_all(inventories)
     db.add_all(links)
     if audited:
@@ -287,6 +330,8 @@ def update(db: Session, ctx: TenantContext, device_id: str, *, blueprint_id=_UNS
     device = get_or_raise(db, ctx, device_id)
     changed: dict = {}
     if blueprint_id is not _UNSET:
+        if blueprint_id is None:  # a device always has a blueprint; only DELETE of the blueprint unsets it
+            raise InvalidField({"blueprint_id": ["This field may not be null."]})
         bp = blueprints.get(db, ctx, blueprint_id) if blueprint_id else None
         if bp is None:
             raise InvalidField({"blueprint_id": [f'Invalid pk "{blueprint_id}" - object does not exist.']})
@@ -489,3 +534,82 @@ def status(db: Session, ctx: TenantContext, device_id: str) -> dict:
     device = get_or_raise(db, ctx, device_id)
     return {"device_id": device.id, "library_items": library.device_status_items(db, ctx, device.id),
             "parameters": library.device_parameters(db, ctx, device.id)}
+
+
+# --- what managed devices report (called by the MDM and agent doors) ------------------------------------
+
+DEVICE_COLUMNS = {"device_name", "model", "model_identifier", "os_version", "os_build", "supplemental_build_version",
+                  "supplemental_os_version_extra", "serial_number", "udid", "mac_address", "supervised",
+                  "filevault_enabled", "mdm_enabled", "is_removed", "is_missing", "lost_mode_status",
+                  "agent_installed", "agent_version"}
+
+
+def get_by_udid(db: Session, ctx: TenantContext, udid: str) -> Device | None:
+    return db.scalar(select(Device).where(Device.tenant_id == ctx.tenant_id, Device.udid == udid).limit(1))
+
+
+def enroll(db: Session, ctx: TenantContext, *, udid: str, serial_number: str, platform: str, **columns) -> Device:
+    """The device record an enrollment belongs to. Re-enrolling (same UDID or serial) keeps its history."""
+    device = get_by_udid(db, ctx, udid) or (get_by_serial(db, ctx, serial_number) if serial_number else None)
+    now = utcnow()
+    if device is None:
+        spec = NewDevice(serial_number=serial_number or udid, platform=platform, udid=udid, first_enrollment=now,
+                         last_enrollment=now, last_check_in=now,
+                         **{k: v for k, v in columns.items() if k in NewDevice.__dataclass_fields__})
+        return create(db, ctx, spec)
+    device.udid, device.last_enrollment, device.last_check_in = udid, now, now
+    device.is_removed, device.is_missing = False, False
+    if serial_number:
+        device.serial_number = serial_number
+    for key, value in columns.items():
+        if key in DEVICE_COLUMNS and value not in (None, ""):
+            setattr(device, key, value)
+    save(db, ctx, device)
+    audit.record(db, ctx, action="update", target_type="device", target_id=device.id,
+                 new_state={"re_enrolled": True})
+    return device
+
+
+def report(db: Session, ctx: TenantContext, device_id: str, *, columns: dict | None = None,
+           details: dict | None = None, apps: list | None = None) -> Device:
+    """Apply what the device reported: columns, merged details sections, the app list."""
+    device = get_or_raise(db, ctx, device_id)
+    for key, value in (columns or {}).items():
+        if key in DEVICE_COLUMNS:
+            setattr(device, key, value)
+    if details is not None or apps is not None:
+        inventory = db.get(DeviceInventory, device.pk)
+        if inventory is None:
+            inventory = DeviceInventory(device_pk=device.pk, tenant_id=ctx.tenant_id, details={}, apps=[])
+            db.add(inventory)
+        if details:
+            inventory.details = {**(inventory.details or {}), **details}
+        if apps is not None:
+            inventory.apps = apps
+    save(db, ctx, device)
+    return device
+
+
+def inventory_section(db: Session, ctx: TenantContext, device_id: str, section: str):
+    device = get_or_raise(db, ctx, device_id)
+    inventory = db.get(DeviceInventory, device.pk)
+    return (inventory.details or {}).get(section) if inventory else None
+
+
+def seen(db: Session, ctx: TenantContext, device_id: str) -> None:
+    """Any authenticated device request: last_check_in moves (re-render keeps the stored JSON true)."""
+    device = get(db, ctx, device_id)
+    if device is not None:
+        device.last_check_in = utcnow()
+        if device.is_missing:
+            device.is_missing = False
+        save(db, ctx, device)
+
+
+def platforms_for(db: Session, ctx: TenantContext, device_ids: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for start in range(0, len(device_ids), 5000):
+        chunk = device_ids[start:start + 5000]
+        out.update(db.execute(select(Device.id, Device.platform).where(Device.tenant_id == ctx.tenant_id,
+                                                                       Device.id.in_(chunk))).all())
+    return out

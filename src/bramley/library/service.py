@@ -77,6 +77,15 @@ def _assigned_ids(db: Session, ctx: TenantContext, blueprint_id: str) -> list[st
         .order_by(BlueprintLibraryItem.item_id)))
 
 
+def copy_assignments(db: Session, ctx: TenantContext, source_id: str, target_id: str) -> None:
+    """A blueprint created from another starts with that blueprint's library items (same nodes)."""
+    links = db.scalars(select(BlueprintLibraryItem).where(
+        BlueprintLibraryItem.tenant_id == ctx.tenant_id, BlueprintLibraryItem.blueprint_id == source_id))
+    db.add_all(BlueprintLibraryItem(tenant_id=ctx.tenant_id, blueprint_id=target_id, item_id=link.item_id,
+                                    assignment_node_id=link.assignment_node_id) for link in list(links))
+    db.flush()
+
+
 def _item_or_invalid(db: Session, ctx: TenantContext, item_id: str) -> LibraryItem:
     from bramley.db.base import is_uuid
 

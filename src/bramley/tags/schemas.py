@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from bramley.apiutil import Text
+
 
 class Tag(BaseModel):
     id: str
@@ -9,7 +11,7 @@ class Tag(BaseModel):
 
 
 class TagIn(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
+    name: Text = Field(min_length=1, max_length=255)
 
 
 class TagPage(BaseModel):

@@ -1,6 +1,8 @@
 """Tenants: create, look up, list."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,11 +26,36 @@ def create(db: Session, *, subdomain: str, region: str = "us") -> Tenant:
     tenant = Tenant(subdomain=subdomain, region=region)
     db.add(tenant)
     db.flush()
+    from bramley.mdm import pki  # device-identity CA and FileVault escrow keys, made with the tenant
+
+    pki.provision(db, system_context(tenant))
     return tenant
 
 
 def get(db: Session, tenant_id: str) -> Tenant | None:
     return db.get(Tenant, tenant_id)
+
+
+@dataclass(frozen=True)
+class TenantName:
+    id: str
+    subdomain: str
+    region: str
+
+
+_names: dict[str, TenantName] = {}
+
+
+def name_of(db: Session, tenant_id: str) -> TenantName | None:
+    """A tenant's subdomain and region, remembered per process: they never change once created, and every API
+    request needs them (a query less on the hot path)."""
+    found = _names.get(tenant_id)
+    if found is None:
+        tenant = get(db, tenant_id)
+        if tenant is None:
+            return None
+        found = _names[tenant_id] = TenantName(tenant.id, tenant.subdomain, tenant.region)
+    return found
 
 
 def get_by_subdomain(db: Session, subdomain: str) -> Tenant | None:

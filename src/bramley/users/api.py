@@ -27,8 +27,9 @@ def user_dicts(db: Session, ctx: TenantContext, rows) -> list[dict]:
             "active": u.active, "archived": u.archived, "created_at": iso_z(u.created_at),
             "department": u.department, "deprecated_user_id": str(u.deprecated_user_id), "email": u.email,
             "id": u.id,
-            "integration": ({"id": str(integ.get("id", "")), "name": integ.get("name"), "uuid": integ.get("uuid"),
-                             "type": integ.get("type")} if integ else None),
+            # integration.id is a string (§6 rule 6); a missing id stays null rather than "None".
+            "integration": ({"id": None if integ.get("id") is None else str(integ["id"]), "name": integ.get("name"),
+                             "uuid": integ.get("uuid"), "type": integ.get("type")} if integ else None),
             "job_title": u.job_title, "name": u.name, "device_count": counts.get(u.id, 0),
             "updated_at": iso_z(u.updated_at),
         })

@@ -29,6 +29,28 @@ def create(db: Session, ctx: TenantContext, *, name: str, email: str, department
     return user
 
 
+@dataclass
+class NewUser:
+    name: str
+    email: str
+    department: str | None = None
+    job_title: str | None = None
+
+
+def create_many(db: Session, ctx: TenantContext, specs: list[NewUser], *, audited: bool = True) -> list[User]:
+    """Create users in bulk (directory imports, the demo seed): one legacy-id query and one flush per batch."""
+    first = (db.scalar(select(func.max(User.deprecated_user_id)).where(User.tenant_id == ctx.tenant_id)) or 0) + 1
+    created = [User(tenant_id=ctx.tenant_id, deprecated_user_id=first + i, name=s.name, email=s.email,
+                    department=s.department, job_title=s.job_title) for i, s in enumerate(specs)]
+    db.add_all(created)
+    db.flush()
+    if audited:
+        for user in created:
+            audit.record(db, ctx, action="create", target_type="user", target_id=user.id,
+                         new_state={"name": user.name, "email": user.email})
+    return created
+
+
 def get(db: Session, ctx: TenantContext, user_id: str) -> User | None:
     if not is_uuid(user_id):
         return None
@@ -47,9 +69,12 @@ def resolve(db: Session, ctx: TenantContext, ref) -> User | None:
     """A user by UUID, or by the legacy integer id (int or numeric string) the cards still send."""
     if isinstance(ref, bool):
         return None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
-        return db.scalar(select(User).where(User.tenant_id == ctx.tenant_id,
-                                            User.deprecated_user_id == int(ref)))
+    if isinstance(ref, str) and ref.strip().isascii() and ref.strip().isdigit():  # "²".isdigit() too
+        ref = int(ref)
+    if isinstance(ref, int):
+        if not 0 <= ref < 2**63:  # no such id, and the database could not even bind it
+            return None
+        return db.scalar(select(User).where(User.tenant_id == ctx.tenant_id, User.deprecated_user_id == ref))
     if isinstance(ref, str):
         return get(db, ctx, ref.strip())
     return None
@@ -119,6 +144,20 @@ def list_users(db: Session, ctx: TenantContext, *, email: str | None = None, use
         _cursor(">", rows[-1]) if rows and has_next else None,
         _cursor("<", rows[0]) if rows and has_prev else None,
     )
+
+
+def archive(db: Session, ctx: TenantContext, user_id: str, archived: bool = True) -> User:
+    """Archive (or restore) a user; their devices' `user.is_archived` follows in the same transaction."""
+    from bramley.devices import service as devices
+
+    user = get_or_raise(db, ctx, user_id)
+    if user.archived != archived:
+        user.archived = archived
+        db.flush()
+        devices.user_changed(db, ctx, user)
+        audit.record(db, ctx, action="update", target_type="user", target_id=user.id,
+                     new_state={"archived": archived})
+    return user
 
 
 def delete(db: Session, ctx: TenantContext, user_id: str) -> None:

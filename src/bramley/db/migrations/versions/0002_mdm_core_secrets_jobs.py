@@ -26,11 +26,14 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('rerun', sa.Boolean(), nullable=False),
+    sa.Column('dead_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.create_index('ix_jobs_dedup', ['tenant_id', 'kind', 'dedup_key'], unique=True)
+        batch_op.create_index('ix_jobs_dedup', ['tenant_id', 'kind', 'dedup_key'], unique=True,
+                              sqlite_where=sa.text('dead_at IS NULL'), postgresql_where=sa.text('dead_at IS NULL'))
         batch_op.create_index('ix_jobs_due', ['run_after', 'id'], unique=False)
 
     op.create_table('mdm_cert_auth',

@@ -1,0 +1,229 @@
+"""Check-in protocol and command results (NanoMDM's service layer, in Python). No HTTP here.
+
+The device door resolves the tenant from the URL and the identity certificate's hash from the request, then
+calls `checkin()` or `connect()`; both run inside the request's single transaction.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bramley.db.base import utcnow
+from bramley.devices import service as devices
+from bramley.mdm import inventory, queue
+from bramley.mdm.models import CertAuth, Enrollment, PushCertificate
+from bramley.mdm.protocol import (
+    Authenticate, CheckinMessage, CheckOut, DeclarativeManagement, GetBootstrapToken, GetToken, Identity,
+    ProtocolError, SetBootstrapToken, TokenUpdate, UserAuthenticate, decode_report, encode_plist,
+)
+from bramley.tenancy.context import TenantContext
+
+log = logging.getLogger("bramley.mdm")
+
+
+class IdentityMismatch(Exception):
+    """The request's certificate is not the one bound to this enrollment. Refused (400), nothing changes."""
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/xml"
+
+
+def platform_of(product_name: str, model: str) -> str:
+    name = product_name or model
+    for prefix, platform in (("iPhone", "iPhone"), ("iPad", "iPad"), ("iPod", "iPhone"), ("AppleTV", "AppleTV")):
+        if name.startswith(prefix):
+            return platform
+    return "Mac"
+
+
+def _enrollment(db: Session, ctx: TenantContext, enrollment_id: str) -> Enrollment | None:
+    return db.get(Enrollment, (ctx.tenant_id, enrollment_id))
+
+
+def bound_enrollment(db: Session, ctx: TenantContext, cert_hash: str) -> str | None:
+    return db.scalar(select(CertAuth.enrollment_id).where(CertAuth.tenant_id == ctx.tenant_id,
+                                                          CertAuth.cert_sha256 == cert_hash))
+
+
+def _check_identity(db: Session, ctx: TenantContext, cert_hash: str, ident: Identity) -> Enrollment:
+    """The certificate must be bound to this device channel (user channels ride on their device's identity)."""
+    bound = bound_enrollment(db, ctx, cert_hash)
+    if bound is None or bound != ident.udid:
+        raise IdentityMismatch(f"certificate not associated with {ident.udid}")
+    enrollment = _enrollment(db, ctx, ident.udid)
+    if enrollment is None:
+        raise IdentityMismatch(f"unknown enrollment {ident.udid}")
+    return enrollment
+
+
+def tenant_topic(db: Session, ctx: TenantContext) -> str | None:
+    return db.scalar(select(PushCertificate.topic).where(PushCertificate.tenant_id == ctx.tenant_id))
+
+
+def checkin(db: Session, ctx: TenantContext, cert_hash: str, msg: CheckinMessage) -> Reply:
+    if isinstance(msg, Authenticate):
+        return authenticate(db, ctx, cert_hash, msg)
+    enrollment = _check_identity(db, ctx, cert_hash, msg.identity)
+    devices.seen(db, ctx, enrollment.device_id)
+    enrollment.last_seen_at = utcnow()
+    if isinstance(msg, TokenUpdate):
+        return token_update(db, ctx, enrollment, msg)
+    if isinstance(msg, CheckOut):
+        return check_out(db, ctx, enrollment, msg)
+    if isinstance(msg, UserAuthenticate):
+        return Reply(410)  # decline network-user channels: no user digest auth is offered
+    if isinstance(msg, SetBootstrapToken):
+        from bramley.secrets import service as secrets
+
+        if msg.token:
+            secrets.put(db, ctx, owner_type="enrollment", owner_id=enrollment.id, kind="bootstrap_token",
+                        value=msg.token)
+        else:
+            secrets.delete(db, ctx, owner_type="enrollment", owner_id=enrollment.id, kind="bootstrap_token")
+        return Reply()
+    if isinstance(msg, GetBootstrapToken):
+        from bramley.secrets import service as secrets
+
+        token = secrets.get(db, ctx, owner_type="enrollment", owner_id=enrollment.id, kind="bootstrap_token",
+                            audited=False)
+        return Reply(body=encode_plist({"BootstrapToken": token or b""}))
+    if isinstance(msg, DeclarativeManagement):
+        return declarative(db, ctx, enrollment, msg)
+    if isinstance(msg, GetToken):
+        return Reply(400)  # no token service (com.apple.maid etc.) is offered
+    raise ProtocolError("unhandled message")
+
+
+def authenticate(db: Session, ctx: TenantContext, cert_hash: str, msg: Authenticate) -> Reply:
+    ident = msg.identity
+    if ident.is_user_channel:
+        raise ProtocolError("Authenticate on a user channel")
+    topic = tenant_topic(db, ctx)
+    if topic and msg.topic != topic:
+        raise ProtocolError("topic is not this tenant's")
+    bound = bound_enrollment(db, ctx, cert_hash)
+    if bound is not None and bound != ident.udid:
+        raise IdentityMismatch("certificate already bound to another device")
+    device = devices.enroll(
+        db, ctx, udid=ident.udid, serial_number=msg.serial_number, platform=platform_of(msg.product_name, msg.model),
+        model=msg.model_name or msg.model or msg.product_name, model_identifier=msg.product_name or msg.model,
+        device_name=msg.device_name, os_version=msg.os_version, os_build=msg.build_version,
+        mdm_enabled=False)  # "enrolled" only from the first TokenUpdate (Authenticate may precede a failed install)
+    now = utcnow()
+    enrollment = _enrollment(db, ctx, ident.udid)
+    if enrollment is None:
+        enrollment = Enrollment(tenant_id=ctx.tenant_id, id=ident.udid, device_id=device.id, type="device",
+                                udid=ident.udid, created_at=now)
+        db.add(enrollment)
+    # Re-enrollment: old pending work is dropped and the channel stays off until TokenUpdate (Apple's rule).
+    channels = [ident.udid, *db.scalars(select(Enrollment.id).where(Enrollment.tenant_id == ctx.tenant_id,
+                                                                     Enrollment.parent_id == ident.udid))]
+    queue.deactivate(db, ctx, channels)
+    db.execute(update(Enrollment).where(Enrollment.tenant_id == ctx.tenant_id, Enrollment.id.in_(channels))
+               .values(enabled=False))
+    enrollment.device_id, enrollment.topic, enrollment.enabled = device.id, msg.topic, False
+    enrollment.token_update_tally, enrollment.authenticated_at, enrollment.last_seen_at = 0, now, now
+    enrollment.checked_out_at = None
+    enrollment.last_authenticate = {k: v for k, v in msg.raw.items() if isinstance(v, (str, int, bool))}
+    if bound is None:
+        db.add(CertAuth(tenant_id=ctx.tenant_id, cert_sha256=cert_hash, enrollment_id=ident.udid, created_at=now))
+    db.flush()
+    return Reply()
+
+
+def token_update(db: Session, ctx: TenantContext, enrollment: Enrollment, msg: TokenUpdate) -> Reply:
+    from bramley.mdm import push
+    from bramley.secrets import service as secrets
+
+    ident = msg.identity
+    target = enrollment
+    if ident.is_user_channel:
+        target = _enrollment(db, ctx, ident.enrollment_id)
+        if target is None:
+            target = Enrollment(tenant_id=ctx.tenant_id, id=ident.enrollment_id, device_id=enrollment.device_id,
+                                parent_id=enrollment.id, type="user", udid=ident.udid,
+                                user_short_name=ident.user_short_name)
+            db.add(target)
+    first = target.token_update_tally == 0
+    target.topic, target.token_hex, target.push_magic = msg.topic, msg.token.hex(), msg.push_magic
+    target.enabled, target.push_invalid = True, False
+    target.token_update_tally = (target.token_update_tally or 0) + 1
+    target.awaiting_configuration = msg.awaiting_configuration
+    target.last_seen_at = utcnow()
+    if msg.unlock_token:  # kept when later updates omit it
+        secrets.put(db, ctx, owner_type="enrollment", owner_id=target.id, kind="unlock_token", value=msg.unlock_token)
+    db.flush()
+    if not ident.is_user_channel:
+        devices.report(db, ctx, enrollment.device_id, columns={"mdm_enabled": True, "is_removed": False})
+        if first:
+            # Newly enrolled: learn what the device is, and fetch the bypass code while it can be read (15 days).
+            inventory.enqueue_initial(db, ctx, enrollment)
+            push.request_push(db, ctx, [enrollment.id])
+    return Reply()
+
+
+def check_out(db: Session, ctx: TenantContext, enrollment: Enrollment, msg: CheckOut) -> Reply:
+    channels = [enrollment.id, *db.scalars(select(Enrollment.id).where(Enrollment.tenant_id == ctx.tenant_id,
+                                                                        Enrollment.parent_id == enrollment.id))]
+    db.execute(update(Enrollment).where(Enrollment.tenant_id == ctx.tenant_id, Enrollment.id.in_(channels))
+               .values(enabled=False, checked_out_at=utcnow()))
+    queue.deactivate(db, ctx, channels, reason="CheckedOut")
+    devices.report(db, ctx, enrollment.device_id, columns={"mdm_enabled": False, "is_removed": True})
+    return Reply()
+
+
+def declarative(db: Session, ctx: TenantContext, enrollment: Enrollment, msg: DeclarativeManagement) -> Reply:
+    token = f"{ctx.tenant_id[:8]}-0"
+    if msg.endpoint == "tokens":
+        body = {"SyncTokens": {"DeclarationsToken": token, "Timestamp": "2024-01-01T00:00:00Z"}}
+        return Reply(body=json.dumps(body).encode(), content_type="application/json")
+    if msg.endpoint == "declaration-items":
+        body = {"Declarations": {"Activations": [], "Configurations": [], "Assets": [], "Management": []},
+                "DeclarationsToken": token}
+        return Reply(body=json.dumps(body).encode(), content_type="application/json")
+    if msg.endpoint == "status":
+        try:
+            report = json.loads(msg.data or b"{}")
+        except ValueError:
+            raise ProtocolError("status report is not JSON") from None
+        if not isinstance(report, dict):
+            raise ProtocolError("status report is not an object")
+        devices.report(db, ctx, enrollment.device_id, details={"declarative_status": report})
+        return Reply()
+    if msg.endpoint.startswith("declaration/"):
+        return Reply(404)
+    raise ProtocolError(f"unknown declarative endpoint {msg.endpoint!r}")
+
+
+def connect(db: Session, ctx: TenantContext, cert_hash: str, body: bytes) -> Reply:
+    """A command result (or Idle): store it, run its handler, hand out the next command — one transaction."""
+    report = decode_report(body)
+    device_channel = _check_identity(db, ctx, cert_hash, report.identity)
+    enrollment = device_channel
+    if report.identity.is_user_channel:
+        enrollment = _enrollment(db, ctx, report.identity.enrollment_id)
+        if enrollment is None:
+            raise IdentityMismatch("unknown user channel")
+    now = utcnow()
+    enrollment.last_seen_at = now
+    devices.seen(db, ctx, device_channel.device_id)
+    outcome = queue.record_result(db, ctx, enrollment.id, report.status, report.command_uuid, report.error_chain)
+    if outcome is not None and outcome.final:
+        inventory.handle_result(db, ctx, enrollment, outcome, report)
+    if not enrollment.enabled:
+        return Reply()  # an erased or checked-out channel gets no more work
+    payload = queue.next_command(db, ctx, enrollment.id)
+    return Reply(body=payload or b"")
+
+
+def decode_b64(value: str) -> bytes:
+    return base64.b64decode(value)
