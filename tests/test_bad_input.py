@@ -363,5 +363,6 @@ def test_unexpected_exception_is_a_plain_500_and_rolls_back(failing_app, tenant,
     assert r.json() == {"detail": "A server error occurred."}
     assert r.headers["content-type"] == "application/json"
     assert "hunter2" not in r.text and "Traceback" not in r.text
+    assert "unhandled error on POST /api/v1/test-only/explode" in caplog.text  # the operator still sees it
     names = [t["name"] for t in client.get("/api/v1/tags?search=written", headers=tenant.auth).json()["results"]]
     assert names == []
