@@ -118,7 +118,7 @@ def seed(db: Session, ctx: TenantContext, *, devices_count: int, seed_value: int
     done = 0
     while done < devices_count:
         batch = []
-        for _ in range(min(BATCH, devices_count - done)):
+        for k in range(min(BATCH, devices_count - done)):
             platform = _platform(rng)
             if platform == "Mac":
                 model, ident, proc, mem = rng.choice(catalog.MACS)
@@ -138,7 +138,8 @@ def seed(db: Session, ctx: TenantContext, *, devices_count: int, seed_value: int
             sn = serial(rng)
             udid = f"{rng.getrandbits(32):08X}-{rng.getrandbits(64):016X}"
             enrolled = now - timedelta(days=rng.randint(1, 700), seconds=rng.randint(0, 86400))
-            roll = rng.random()
+            # Spread by position, not chance, so even a small demo fleet shows every state an admin meets.
+            roll = ((done + k) * 37 % 100) / 100
             stale = roll < 0.08  # not seen for weeks
             missing = 0.08 <= roll < 0.11
             removed = 0.11 <= roll < 0.13

@@ -41,7 +41,7 @@ class Device(BaseModel):
 
 
 class DeviceListFilters(BaseModel):
-    """List Devices query filters (devices.api validates the raw query with it in one step)."""
+    """List Devices query filters (devices.api validates the raw query with DeviceListQuery in one step)."""
 
     asset_tag: Text | None = None
     blueprint_id: Text | None = None
@@ -62,6 +62,12 @@ class DeviceListFilters(BaseModel):
     user_email_exact: Text | None = None
     user_id: Text | None = None
     user_name: Text | None = None
+
+
+class DeviceListQuery(DeviceListFilters):
+    limit: int | None = Field(None, description="Page size; values above 300 are clamped to 300.")
+    offset: int | None = Field(None, ge=0)
+    ordering: Text | None = None
 
 
 class DevicePatch(BaseModel):
