@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from sqlalchemy import text
 
+from bramley.ade.api import router as ade_router
 from bramley.audit.api import router as audit_router
 from bramley.auth.ratelimit import TenantRateLimiter
 from bramley.blueprints.api import router as blueprints_router
@@ -19,8 +20,10 @@ from bramley.mdm.actions_api import router as device_actions_router
 from bramley.mdm.api import router as mdm_router
 from bramley.mdm.enroll_api import router as enroll_router
 from bramley.openapi import install as install_openapi
+from bramley.scim.api import router as scim_router
 from bramley.secrets.api import router as secrets_router
 from bramley.tags.api import router as tags_router
+from bramley.trust.api import router as trust_router
 from bramley.users.api import router as users_router
 from bramley.web import EdgeMiddleware, JSONBody, install_error_handlers, reject_nul_query
 
@@ -62,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = TenantRateLimiter(settings)
 
     for router in (devices_router, device_actions_router, blueprints_router, users_router, tags_router,
-                   audit_router, mdm_router, enroll_router, secrets_router):
+                   audit_router, mdm_router, enroll_router, secrets_router, scim_router,
+                   trust_router, ade_router):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -565,6 +565,18 @@ def simulate(
         raise typer.Exit(1)
 
 
+def _register_domains() -> None:
+    from bramley.connector.cli import register as register_connector
+    from bramley.scim.cli import register as register_scim
+    from bramley.trust.cli import register as register_trust
+
+    for register in (register_scim, register_connector, register_trust):
+        register(app)
+
+
+_register_domains()
+
+
 def main() -> None:  # pragma: no cover
     app()
 

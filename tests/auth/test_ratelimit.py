@@ -34,7 +34,7 @@ def test_burst_over_the_per_second_limit_gets_429_with_retry_after(settings, mak
         statuses.append(r.status_code)
         if r.status_code == 429:
             assert r.json() == {"message": "API rate limit exceeded"}
-            assert 1 <= int(r.headers["Retry-After"]) <= 1
+            assert r.headers["Retry-After"] == "1"  # the per-second window resets within a second
             break
     assert 429 in statuses and statuses.count(200) >= 5
 

@@ -9,7 +9,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import shutil
 import subprocess
 from datetime import timedelta
 
@@ -445,7 +444,6 @@ def test_unknown_tenant_is_404(app, path, params):
     assert (response.status_code, response.content) == (404, b"")
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 def test_openssl_verifies_and_decrypts_cert_rep(app, db, make_tenant, tmp_path):
     """A third implementation agrees: OpenSSL checks the CA's signature and opens the envelope."""
     handle = make_tenant()

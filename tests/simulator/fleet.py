@@ -63,7 +63,6 @@ class Fleet:
         self.stop = asyncio.Event()
         self._loops: list[asyncio.Task] = []
         self._ids: dict[str, str] = {}
-        self.api_retries = 0
 
     @property
     def enroll_url(self) -> str:
@@ -74,24 +73,12 @@ class Fleet:
         return await self.write(lambda s, ctx: enroll.mint_enroll_code(s, ctx))
 
     async def write(self, fn: Callable):
-        """Run fn(session, ctx) in one transaction, as an admin tool would. SQLite's deferred transactions can
-        fail with "database is locked" when devices write at the same moment (read-then-write upgrade): retried,
-        as the devices retry their 5xx."""
-        from sqlalchemy.exc import OperationalError
-
+        """Run fn(session, ctx) in one transaction, as an admin tool would: in a thread, as the app's own
+        handlers run (blocking this loop could hold up the request whose lock it waits for)."""
         def run():
             with self.tenant.db.unit_of_work() as s:
                 return fn(s, self.tenant.ctx(s))
-
-        for attempt in range(10):
-            try:
-                # In a thread: blocking this loop could hold up the very request whose lock we wait for.
-                return await asyncio.to_thread(run)
-            except OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 9:
-                    raise
-                await asyncio.sleep(0.05 * (attempt + 1))
-
+        return await asyncio.to_thread(run)
     async def new(self, platform: str, *, supervised: bool | None = None, passcode: bool | None = None,
                   options: Options | None = None) -> SimulatedDevice:
         rng = random.Random(self.rng.getrandbits(64))
@@ -123,16 +110,7 @@ class Fleet:
     # --- the Iru API ---------------------------------------------------------------------------------
 
     async def api(self, method: str, path: str, **kwargs) -> httpx.Response:
-        # A 500 is retried a few times: on SQLite a request that reads and then writes while a device writes
-        # can fail with "database is locked" (deferred transactions; reported to the lead). The transaction
-        # rolled back, so a retry is safe; a 500 that persists still fails the test. Counted in api_retries.
-        for attempt in range(6):
-            response = await self.client.request(method, f"/api/v1{path}", headers=self.tenant.auth, **kwargs)
-            if response.status_code != 500 or attempt == 5:
-                return response
-            self.api_retries += 1
-            await asyncio.sleep(0.05 * 2 ** attempt * self.rng.uniform(0.5, 1.5))
-        raise AssertionError("unreachable")
+        return await self.client.request(method, f"/api/v1{path}", headers=self.tenant.auth, **kwargs)
 
     async def record(self, device: SimulatedDevice) -> dict:
         """The device as GET /api/v1/devices lists it (looked up by its serial number)."""
@@ -214,8 +192,12 @@ class Harness:
         return Fleet(self.app, self.tenant, self._client, self.apns, self.seed)
 
     def __call__(self, scenario: Callable[[Fleet], Awaitable[None]]):
-        """Run `scenario(fleet)` on the harness loop (60 s at most) and return its result."""
-        return self._call(asyncio.wait_for(scenario(self.fleet), 60))
+        """Run `scenario(fleet)` on the harness loop (60 s at most) and return its result. Devices retry a 5xx
+        as real ones do; here any retry fails the test, so a server fault can't hide behind it."""
+        result = self._call(asyncio.wait_for(scenario(self.fleet), 60))
+        retried = {repr(d): d.stats["retries"] for d in self.fleet.devices if d.stats["retries"]}
+        assert not retried, f"devices had to retry (server 5xx or dropped connections): {retried}"
+        return result
 
     async def _stop(self) -> None:
         await self.fleet.close()

@@ -44,7 +44,7 @@ def test_simulate_enrolls_devices_that_the_api_then_lists(server, make_tenant, s
                    "--platform", "mixed", "--mint-codes", "--rounds", "1", "--poll-interval", "0.2",
                    "--concurrency", "1", "--not-now", "0", "--seed", "11", "--json")
     summary = json.loads(proc.stdout)
-    assert (summary["devices"], summary["enrolled"], summary["failed"]) == (2, 2, 0)
+    assert (summary["devices"], summary["enrolled"], summary["failed"], summary["retries"]) == (2, 2, 0, 0)
     assert summary["exchanges"] == 2 * 2 and summary["commands"]["Acknowledged"] >= 2 * 5
     listed = client.get("/api/v1/devices", headers=tenant.auth).json()
     assert len(listed) == 2 and all(d["mdm_enabled"] and d["last_check_in"] for d in listed)

@@ -1,0 +1,4 @@
+"""scim HTTP routes (filled by its issue)."""
+from fastapi import APIRouter
+
+router = APIRouter()
