@@ -140,7 +140,8 @@ def live_server(settings):
     """`bramley serve` on a free loopback port, as a user would run it."""
     port = free_port()
     exe = Path(sys.executable).with_name("bramley")
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port)],
+    # No job worker: it would claim jobs (pushes, sweeps) that other tests enqueue and run with workers of their own.
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--no-worker"],
                             env=cli_env(settings, BRAMLEY_RATE_LIMIT_PER_SECOND="100000",
                                         BRAMLEY_RATE_LIMIT_PER_HOUR="10000000"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

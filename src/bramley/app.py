@@ -21,6 +21,8 @@ from bramley.mdm.api import router as mdm_router
 from bramley.mdm.enroll_api import router as enroll_router
 from bramley.openapi import install as install_openapi
 from bramley.scim.api import router as scim_router
+from bramley.scim.admin_api import router as scim_admin_router
+from bramley.blueprints.rules_api import router as assignment_rules_router
 from bramley.secrets.api import router as secrets_router
 from bramley.tags.api import router as tags_router
 from bramley.trust.api import router as trust_router
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (devices_router, device_actions_router, blueprints_router, users_router, tags_router,
                    audit_router, mdm_router, enroll_router, secrets_router, scim_router,
-                   trust_router, ade_router):
+                   trust_router, ade_router, scim_admin_router, assignment_rules_router):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

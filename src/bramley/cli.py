@@ -383,6 +383,7 @@ def worker(
     from bramley.jobs.worker import Worker
 
     settings = get_settings()
+    _check_master_key(settings)  # jobs decrypt credentials (APNs keys, ADE tokens): refuse a bad key up front
     db = _database(settings)
     runner = Worker(db, settings, concurrency=concurrency)
 

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     apns_timeout_seconds: float = Field(10.0, gt=0)
     apns_expiration_seconds: int = Field(3600, ge=0)  # apns-expiration: APNs keeps the push this long
 
+    # Apple's device enrollment (ADE/DEP) API, unless pointed at a fake; and how often each token syncs.
+    ade_url: str = "https://mdmenrollment.apple.com"
+    ade_sync_interval_seconds: float = Field(900.0, ge=60)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

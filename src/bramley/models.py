@@ -1,22 +1,29 @@
 """Every table, imported in one place for Alembic and the tests."""
-from bramley.db.base import Base
-from bramley.tenancy.models import Tenant
-from bramley.auth.models import ApiToken
+from bramley.ade.models import ADEDevice, ADEIntegration, ADEKey
 from bramley.audit.models import AuditEvent
-from bramley.users.models import User
+from bramley.auth.models import ApiToken
 from bramley.blueprints.models import Blueprint
-from bramley.tags.models import Tag
-from bramley.devices.models import Device, DeviceInventory, DeviceNote, DeviceTag
+from bramley.blueprints.rules_models import AssignmentRule, BlueprintSource
+from bramley.db.base import Base
+from bramley.devices.models import Device, DeviceInventory, DeviceNote, DevicePositionCounter, DeviceTag
+from bramley.jobs.models import Job
 from bramley.library.models import BlueprintLibraryItem, DeviceItemStatus, LibraryItem
-
-__all__ = ["Base", "Tenant", "ApiToken", "AuditEvent", "User", "Blueprint", "Tag", "Device", "DeviceInventory",
-           "DeviceNote", "DeviceTag", "LibraryItem", "BlueprintLibraryItem", "DeviceItemStatus"]
-from bramley.secrets.models import Secret, TenantKey  # noqa: E402
-from bramley.mdm.models import (  # noqa: E402
+from bramley.mdm.models import (
     CertAuth, Command, CommandHistory, Enrollment, EnrollmentToken, IssuedCertificate, PushCertificate, QueuedCommand,
     TenantPKI,
 )
-from bramley.jobs.models import Job  # noqa: E402
+from bramley.scim.models import ScimIntegration, ScimRequest
+from bramley.secrets.models import Secret, TenantKey
+from bramley.tags.models import Tag
+from bramley.tenancy.models import Tenant
+from bramley.trust.models import TrustSettings, TrustVerdict
+from bramley.users.models import DirectoryGroup, GroupMember, User, UserEmail
 
-__all__ += ["Secret", "TenantKey", "CertAuth", "Command", "CommandHistory", "Enrollment", "EnrollmentToken",
-            "IssuedCertificate", "PushCertificate", "QueuedCommand", "TenantPKI", "Job"]
+__all__ = [
+    "Base", "Tenant", "ApiToken", "AuditEvent", "User", "UserEmail", "DirectoryGroup", "GroupMember", "Blueprint",
+    "AssignmentRule", "BlueprintSource", "Tag", "Device", "DeviceInventory", "DeviceNote", "DevicePositionCounter",
+    "DeviceTag", "LibraryItem", "BlueprintLibraryItem", "DeviceItemStatus", "Secret", "TenantKey", "CertAuth",
+    "Command", "CommandHistory", "Enrollment", "EnrollmentToken", "IssuedCertificate", "PushCertificate",
+    "QueuedCommand", "TenantPKI", "Job", "ScimIntegration", "ScimRequest", "TrustSettings", "TrustVerdict",
+    "ADEDevice", "ADEIntegration", "ADEKey",
+]

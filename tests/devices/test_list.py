@@ -114,3 +114,50 @@ def test_trailing_slash_and_double_slash_serve_the_same_list(client, tenant):
     c = client.get("http://testserver//api/v1/devices", headers=tenant.auth)
     assert a.status_code == b.status_code == c.status_code == 200
     assert orjson.loads(a.content) == orjson.loads(b.content) == orjson.loads(c.content)
+
+
+def _walk(client, auth, page_size: int) -> list[str]:
+    ids, offset = [], 0
+    while page := client.get(f"/api/v1/devices?limit={page_size}&offset={offset}", headers=auth).json():
+        ids += [d["device_id"] for d in page]
+        offset += page_size
+    return ids
+
+
+def test_paging_after_deletes_has_no_holes_or_repeats_and_new_devices_come_last(client, make_tenant):
+    t = make_tenant(devices=30)
+    before = _walk(client, t.auth, 7)
+    assert len(before) == 30
+    gone = [before[0], before[6], before[7], before[15], before[29]]  # first, across a page edge, last
+    for device_id in gone:
+        assert client.delete(f"/api/v1/devices/{device_id}", headers=t.auth).status_code == 204
+    kept = [d for d in before if d not in gone]
+    assert _walk(client, t.auth, 7) == kept
+    # Every page boundary lands where the same walk by a filter that matches all devices lands.
+    assert _walk(client, t.auth, 4) == kept
+    by_platform = [d["device_id"] for platform in ("Mac", "iPhone", "iPad", "AppleTV")
+                   for d in client.get(f"/api/v1/devices?platform={platform}&limit=300", headers=t.auth).json()]
+    assert sorted(by_platform) == sorted(kept)
+
+    with t.db.unit_of_work() as s:
+        from bramley.devices import service as devices
+
+        new = devices.create(s, t.ctx(s), devices.NewDevice(serial_number="C02NEWDEVICE1", platform="Mac")).id
+    assert _walk(client, t.auth, 7) == [*kept, new]
+    assert client.get(f"/api/v1/devices?limit=1&offset={len(kept)}", headers=t.auth).json()[0]["device_id"] == new
+
+
+def test_deleting_in_one_tenant_leaves_anothers_pages_alone(client, make_tenant):
+    a, b = make_tenant(devices=12), make_tenant(devices=12)
+    b_before = _walk(client, b.auth, 5)
+    for device_id in _walk(client, a.auth, 5)[:6]:
+        client.delete(f"/api/v1/devices/{device_id}", headers=a.auth)
+    assert _walk(client, b.auth, 5) == b_before
+    assert len(_walk(client, a.auth, 5)) == 6
+
+
+def test_mac_filter_finds_a_seeded_device_by_the_address_its_details_show(client, tenant):
+    device = client.get("/api/v1/devices?limit=1", headers=tenant.auth).json()[0]
+    mac = client.get(f"/api/v1/devices/{device['device_id']}/details", headers=tenant.auth).json()["network"]["mac_address"]
+    found = client.get(f"/api/v1/devices?mac_address={mac}", headers=tenant.auth).json()
+    assert [d["device_id"] for d in found] == [device["device_id"]]

@@ -118,3 +118,17 @@ def test_note_writes_are_audited_with_the_token(client, tenant):
         assert (e["actor_id"], e["actor_type"], e["target_type"]) == (token_id, "API token", "device_note")
         assert e["metadata"]["actor_name"] == "Notes bot"
         assert e["new_state"]["device_id"] == device_id
+
+
+def test_a_write_is_committed_before_its_reply_is_sent(live_server, make_tenant):
+    """A script that creates then reads back must always see what it created (against a real server: an
+    in-process client waits for the whole request, commit included, and could not tell)."""
+    import httpx
+
+    t = make_tenant(devices=1)
+    with httpx.Client(base_url=live_server, headers=t.auth, timeout=30) as http:
+        device_id = http.get("/api/v1/devices").json()[0]["device_id"]
+        for i in range(40):
+            note = http.post(f"/api/v1/devices/{device_id}/notes", json={"content": f"note {i}"}).json()
+            listed = {n["note_id"] for n in http.get(f"/api/v1/devices/{device_id}/notes").json()}
+            assert note["note_id"] in listed, f"note {i} was not visible right after its 201"

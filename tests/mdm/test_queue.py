@@ -113,3 +113,39 @@ def test_deactivate_drops_pending_work_and_says_why(make_tenant, db):
         assert queue.next_command(s, ctx, "U") is None
         assert s.scalar(select(CommandHistory.status).where(CommandHistory.tenant_id == ctx.tenant_id,
                                                             CommandHistory.command_uuid == a)) == "Deactivated"
+
+
+def test_every_worker_compacts_finished_history_on_its_housekeeping_round(make_tenant, db, settings):
+    from bramley.jobs import service as jobs
+    from bramley.jobs.worker import Worker
+
+    t = make_tenant()
+    with db.unit_of_work() as s:
+        ctx = t.ctx(s)
+        done = queue.enqueue(s, ctx, [queue.Target("E1", "d1"), queue.Target("E2", "d2")], "DeviceInformation", {})
+        for enrollment in ("E1", "E2"):
+            queue.next_command(s, ctx, enrollment)
+            queue.record_result(s, ctx, enrollment, "Acknowledged", done, [])
+        waiting = queue.enqueue(s, ctx, [queue.Target("E3", "d3")], "DeviceInformation", {})
+
+    def history(s):
+        return dict(s.execute(select(CommandHistory.enrollment_id, CommandHistory.status).where(
+            CommandHistory.tenant_id == t.id)).all())
+
+    calls = []
+
+    def broken(_s, _settings):
+        calls.append("broken")
+        raise RuntimeError("a broken periodic task")
+
+    jobs.register_periodic("test.broken", broken, every=timedelta(hours=1))
+    try:
+        worker = Worker(db, settings.model_copy(update={"command_history_days": 0}))
+        worker._housekeeping()
+        worker._housekeeping()  # not due again within the hour: runs nothing
+    finally:
+        jobs.PERIODIC.pop("test.broken")
+    assert calls == ["broken"]  # ran once; its failure did not stop the compaction
+    with db.unit_of_work() as s:
+        assert history(s) == {"E3": "Pending"}  # finished history gone, pending work untouched
+        assert _uuid(queue.next_command(s, t.ctx(s), "E3")) == waiting

@@ -164,3 +164,21 @@ def test_secrets_never_reach_the_logs(client, make_tenant, caplog):
     logged = caplog.text + "".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
     for value in values.values():
         assert value not in logged
+
+
+def test_deleting_a_device_destroys_its_escrowed_secrets(client, make_tenant):
+    from sqlalchemy import func, select
+
+    from bramley.secrets.models import Secret
+
+    t = make_tenant(devices=2)
+    gone, kept = _device_ids(client, t)[:2]
+    _store(t, gone, **_secret_values())
+    _store(t, kept, unlock_pin="135790")
+    assert client.delete(f"/api/v1/devices/{gone}", headers=t.auth).status_code == 204
+    with t.db.unit_of_work() as s:
+        left = dict(s.execute(select(Secret.owner_id, func.count()).where(Secret.tenant_id == t.id,
+                                                                           Secret.owner_type == "device")
+                              .group_by(Secret.owner_id)).all())
+    assert left == {kept: 1}
+    assert client.get(f"/api/v1/devices/{kept}/secrets/unlockpin", headers=t.auth).json() == {"pin": "135790"}

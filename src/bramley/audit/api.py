@@ -39,7 +39,7 @@ class AuditPageOut(BaseModel):
 @router.get("/events", response_model=AuditPageOut, openapi_extra=grant("Audit", "Audit Log", "List audit events"))
 def list_events(request: Request, limit: int = Query(500, ge=1), sort_by: str = "-occurred_at",
                 start_date: str | None = None, end_date: str | None = None, cursor: str | None = None,
-                ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+                ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     page = audit.list_events(
         db, ctx, limit=min(limit, audit.MAX_LIMIT), sort_by=sort_by, cursor=cursor,
         start=audit.parse_date_bound(start_date, "start_date", end=False),

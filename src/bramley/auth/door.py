@@ -34,6 +34,9 @@ class DoorRefusal(Exception):
 async def get_db(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: commit after the handler returns, roll back if it raised.
 
+    Always declared `Depends(get_db, scope="function")`: with FastAPI's default scope the commit ran after the reply
+    had been sent, so a client reading right after a write could miss it, and a failed commit still answered 2xx.
+
     Async because a new session connects lazily, on its first query in a worker thread: only the ending
     needs a thread hop (a sync generator dependency takes one to start and one to end).
     """
@@ -116,7 +119,7 @@ def _record_use(request: Request, db: Session, token_id: str) -> None:
         log.warning("could not record token use (database busy)")
 
 
-async def api_context(request: Request, db: Session = Depends(get_db)) -> TenantContext:
+async def api_context(request: Request, db: Session = Depends(get_db, scope="function")) -> TenantContext:
     # Async so the rate limiter runs on the event loop.
     token, tenant = await run_db(request, _identify, request, db)
     if tokens.use_is_due(token):

@@ -6,12 +6,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bramley.audit import service as audit
 from bramley.auth.models import ApiToken
 from bramley.db.base import utcnow
+from bramley.db.raw import RawStatement, as_json, as_utc, fetch_one
 from bramley.errors import InvalidField, NotFound
 from bramley.tenancy.context import TenantContext
 
@@ -79,20 +80,24 @@ class Credential:
     last_used_at: datetime | None
 
 
-_T = ApiToken.__table__.c
-# Built once, read as a plain row: building the statement and an ORM object cost more than running the query.
-_BY_HASH = select(_T.id, _T.tenant_id, _T.description, _T.all_access, _T.permissions, _T.last_used_at,
-                  _T.expires_at, _T.revoked_at).where(_T.token_hash == bindparam("token_hash"))
+# Read on the driver's cursor as a plain row: every API request loads one (db/raw.py says why).
+_BY_HASH = RawStatement("SELECT id, tenant_id, description, all_access, permissions, last_used_at, expires_at, "
+                        "revoked_at FROM api_tokens WHERE token_hash = :token_hash")
 
 
 def authenticate(db: Session, value: str) -> Credential | None:
     """The live token with this value, or None (unknown, revoked or expired)."""
-    row = db.connection().execute(_BY_HASH, {"token_hash": hash_token(value)}).one_or_none()
-    if row is None or row.revoked_at is not None:
+    row = fetch_one(db, _BY_HASH, {"token_hash": hash_token(value)})
+    if row is None:
         return None
-    if row.expires_at is not None and row.expires_at <= utcnow():
+    token_id, tenant_id, description, all_access, permissions, last_used_at, expires_at, revoked_at = row
+    if revoked_at is not None:
         return None
-    return Credential(row.id, row.tenant_id, row.description, row.all_access, row.permissions, row.last_used_at)
+    expires_at = as_utc(expires_at)
+    if expires_at is not None and expires_at <= utcnow():
+        return None
+    return Credential(token_id, tenant_id, description, bool(all_access), as_json(permissions) or [],
+                      as_utc(last_used_at))
 
 
 def use_is_due(token: Credential) -> bool:

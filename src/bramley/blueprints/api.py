@@ -90,7 +90,7 @@ def _parse(raw: dict) -> BlueprintIn:
 @router.get("", response_model=schemas.BlueprintPage, openapi_extra=grant(*SECTION, "List blueprints"))
 def list_blueprints(request: Request, id: str | None = None, id__in: str | None = None,
                     name: str | None = None, page: tuple[int, int] = Depends(limit_offset),
-                    ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+                    ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     limit, offset = page
     ids = None
     if id or id__in:
@@ -102,7 +102,7 @@ def list_blueprints(request: Request, id: str | None = None, id__in: str | None 
 @router.post("", status_code=201, response_model=schemas.Blueprint,
              openapi_extra={**grant(*SECTION, "Create blueprint"), **_body_schema(BlueprintCreate)})
 def create_blueprint(raw: dict = Depends(lenient_body), ctx: TenantContext = Depends(api_context),
-                     db: Session = Depends(get_db)):
+                     db: Session = Depends(get_db, scope="function")):
     body = _parse(raw)
     code = body.enrollment_code or EnrollmentCodeIn()
     if code.is_active is None:
@@ -115,14 +115,14 @@ def create_blueprint(raw: dict = Depends(lenient_body), ctx: TenantContext = Dep
 
 
 @router.get("/{blueprint_id}", response_model=schemas.Blueprint, openapi_extra=grant(*SECTION, "Get blueprint"))
-def get_blueprint(blueprint_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def get_blueprint(blueprint_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return _counts(db, ctx, [blueprints.get_or_raise(db, ctx, blueprint_id)])[0]
 
 
 @router.patch("/{blueprint_id}", response_model=schemas.Blueprint,
               openapi_extra={**grant(*SECTION, "Update blueprint"), **_body_schema(BlueprintIn)})
 def update_blueprint(blueprint_id: str, raw: dict = Depends(lenient_body),
-                     ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+                     ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     body = _parse(raw)
     changes = {k: getattr(body, k) for k in body.model_fields_set if k in ("name", "color", "description", "icon")}
     if body.enrollment_code is not None:
@@ -135,14 +135,14 @@ def update_blueprint(blueprint_id: str, raw: dict = Depends(lenient_body),
 
 
 @router.delete("/{blueprint_id}", status_code=204, openapi_extra=grant(*SECTION, "Delete blueprint"))
-def delete_blueprint(blueprint_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def delete_blueprint(blueprint_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     blueprints.delete(db, ctx, blueprint_id)
     return RawJSON(b"", status_code=204)
 
 
 @router.get("/{blueprint_id}/list-library-items", openapi_extra=grant(*SECTION, "List library items"))
 def list_library_items(blueprint_id: str, request: Request, page: tuple[int, int] = Depends(limit_offset),
-                       ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+                       ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     limit, offset = page
     bp = blueprints.get_or_raise(db, ctx, blueprint_id)
     total, rows = library.blueprint_items(db, ctx, bp.id, limit=limit, offset=offset)
@@ -152,7 +152,7 @@ def list_library_items(blueprint_id: str, request: Request, page: tuple[int, int
 @router.post("/{blueprint_id}/assign-library-item", response_model=list[str],
              openapi_extra=grant(*SECTION, "Assign library item"))
 def assign_library_item(blueprint_id: str, body: LibraryItemRef, ctx: TenantContext = Depends(api_context),
-                        db: Session = Depends(get_db)):
+                        db: Session = Depends(get_db, scope="function")):
     bp = blueprints.get_or_raise(db, ctx, blueprint_id)
     return library.assign(db, ctx, bp, body.library_item_id, body.assignment_node_id)
 
@@ -160,7 +160,7 @@ def assign_library_item(blueprint_id: str, body: LibraryItemRef, ctx: TenantCont
 @router.post("/{blueprint_id}/remove-library-item", response_model=list[str],
              openapi_extra=grant(*SECTION, "Remove library item"))
 def remove_library_item(blueprint_id: str, body: LibraryItemRef, ctx: TenantContext = Depends(api_context),
-                        db: Session = Depends(get_db)):
+                        db: Session = Depends(get_db, scope="function")):
     bp = blueprints.get_or_raise(db, ctx, blueprint_id)
     return library.remove(db, ctx, bp, body.library_item_id, body.assignment_node_id)
 

@@ -1,13 +1,50 @@
 """Engine and transactions: one transaction per request (get_db) or job (unit_of_work)."""
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from bramley.config import Settings
+
+
+class WriteGate:
+    """Writers queue here before SQLite's BEGIN IMMEDIATE: a thread lock within the process, an flock across the
+    server's worker processes. SQLite's own busy handler polls with sleeps growing to 100 ms, so a few dozen
+    writers racing for the lock spent most of their time asleep (17 check-ins/s); queued, each starts the moment
+    the previous one commits. Released by whichever thread ends the transaction (the door commits in another
+    worker thread than the one that began), hence a plain Lock. The timeout matches busy_timeout."""
+
+    TIMEOUT = 30.0
+
+    def __init__(self, path: Path):
+        self._lock = threading.Lock()
+        self._path = path
+        self._fd: int | None = None
+
+    def enter(self) -> None:
+        if not self._lock.acquire(timeout=self.TIMEOUT):
+            raise sqlite3.OperationalError("database is locked (waited for other writers)")
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def leave(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -27,12 +64,29 @@ def make_engine(settings: Settings) -> Engine:
             cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
+        gate = WriteGate(settings.data_dir / "write.lock")
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
             # pysqlite's implicit transactions do not cover reads; start our own so a request sees one snapshot.
             # Writers take the write lock up front (IMMEDIATE): a deferred read that later upgrades to a write
             # fails at once with SQLITE_BUSY when another writer committed meanwhile; busy_timeout can't help it.
-            conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}".strip())
+            mode = conn.get_execution_options().get("sqlite_begin", "")
+            if mode == "IMMEDIATE":
+                gate.enter()
+                conn.info["write_gate"] = True
+            try:
+                conn.exec_driver_sql(f"BEGIN {mode}".strip())
+            except BaseException:
+                _leave(conn)
+                raise
+
+        def _leave(conn):
+            if conn.info.pop("write_gate", False):
+                gate.leave()
+
+        event.listen(engine, "commit", _leave)
+        event.listen(engine, "rollback", _leave)
 
         # Let SQLAlchemy, not pysqlite, own BEGIN/COMMIT.
         @event.listens_for(engine, "connect", insert=True)

@@ -33,7 +33,7 @@ def _platform(rng: random.Random) -> str:
 
 
 def _details(rng: random.Random, platform: str, ident: str, serial_number: str, udid: str, proc: str, mem: str,
-             user_short: str, now: datetime, supervised: bool) -> dict:
+             user_short: str, now: datetime, supervised: bool, mac: str) -> dict:
     is_mac = platform == "Mac"
     cap = rng.choice([256, 512, 1024]) if is_mac else rng.choice([64, 128, 256])
     used = rng.randint(12, 88)
@@ -57,7 +57,7 @@ def _details(rng: random.Random, platform: str, ident: str, serial_number: str, 
                      "identifier": "disk3s1", "capacity": f"{cap:.2f} GB",
                      "available": f"{cap * (100 - used) / 100:.2f} GB", "encrypted": "Yes" if is_mac else ""}],
         "network": {"local_hostname": f"{user_short or 'device'}-{serial_number[-4:]}".lower(),
-                    "mac_address": mac_address(rng), "ip_address": f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                    "mac_address": mac, "ip_address": f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
                     "public_ip": f"203.0.113.{rng.randrange(1, 255)}"},
         "recovery_information": {"recovery_lock_enabled": False, "firmware_password_exist": False,
                                  "firmware_password_pending": False, "password_rotation_scheduled": "",
@@ -137,6 +137,7 @@ def seed(db: Session, ctx: TenantContext, *, devices_count: int, seed_value: int
             short = user.email.split("@")[0] if user else ""
             sn = serial(rng)
             udid = f"{rng.getrandbits(32):08X}-{rng.getrandbits(64):016X}"
+            mac = mac_address(rng)  # one address: the list's mac_address filter and the details must agree
             enrolled = now - timedelta(days=rng.randint(1, 700), seconds=rng.randint(0, 86400))
             # Spread by position, not chance, so even a small demo fleet shows every state an admin meets.
             roll = ((done + k) * 37 % 100) / 100
@@ -152,7 +153,7 @@ def seed(db: Session, ctx: TenantContext, *, devices_count: int, seed_value: int
             batch.append(devices.NewDevice(
                 serial_number=sn, platform=platform, model=model, model_identifier=ident,
                 device_name=f"{first_name}'s {label}", os_version=os_v, os_build=build, udid=udid,
-                mac_address=mac_address(rng), asset_tag=f"BR-{rng.randint(10000, 99999)}" if rng.random() < 0.5 else "",
+                mac_address=mac, asset_tag=f"BR-{rng.randint(10000, 99999)}" if rng.random() < 0.5 else "",
                 supervised=supervised, agent_installed=platform == "Mac" and not removed,
                 agent_version="4.2.1" if platform == "Mac" and not removed else "",
                 filevault_enabled=(rng.random() < 0.92) if platform == "Mac" else None,
@@ -160,7 +161,7 @@ def seed(db: Session, ctx: TenantContext, *, devices_count: int, seed_value: int
                 first_enrollment=enrolled, last_enrollment=enrolled + timedelta(days=rng.randint(0, 30)),
                 last_check_in=last_seen, user_id=user.id if user else None, blueprint_id=bp.id,
                 tag_names=tuple(rng.sample(["Finance", "Executive", "Loaner", "Remote", "Lab"], k=rng.randint(0, 2))),
-                details=_details(rng, platform, ident, sn, udid, proc, mem, short, now, supervised) if with_inventory else None,
+                details=_details(rng, platform, ident, sn, udid, proc, mem, short, now, supervised, mac) if with_inventory else None,
                 apps=_apps(rng, platform) if with_inventory else None,
             ))
         created = devices.create_many(db, ctx, batch, audited=audited)

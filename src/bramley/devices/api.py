@@ -47,7 +47,7 @@ QUERY_PARAMETERS = [{"name": name, "in": "query", "required": False, "schema": s
 async def list_devices(
     request: Request,
     ctx: TenantContext = Depends(api_context),  # first: the door answers before a bad query's 400
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
     query: tuple = Depends(list_query),
 ):
     filters, (limit, offset), ordering = query
@@ -57,13 +57,13 @@ async def list_devices(
 
 
 @router.get("/{device_id}", response_model=schemas.Device, openapi_extra=grant("Devices", INFO, "Device ID"))
-def get_device(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def get_device(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return RawJSON(devices.device_json(db, ctx, device_id))
 
 
 @router.patch("/{device_id}", response_model=schemas.Device, openapi_extra=grant("Devices", INFO, "Update device"))
 def update_device(device_id: str, body: schemas.DevicePatch, ctx: TenantContext = Depends(api_context),
-                  db: Session = Depends(get_db)):
+                  db: Session = Depends(get_db, scope="function")):
     given = {k: getattr(body, k) for k in body.model_fields_set}
     if "tags" in given:
         given["tag_names"] = given.pop("tags")
@@ -72,67 +72,67 @@ def update_device(device_id: str, body: schemas.DevicePatch, ctx: TenantContext 
 
 
 @router.delete("/{device_id}", status_code=204, openapi_extra=grant("Devices", INFO, "Delete device"))
-def delete_device(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def delete_device(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     devices.delete(db, ctx, device_id)
     return RawJSON(b"", status_code=204)
 
 
 @router.get("/{device_id}/details", response_model=schemas.DeviceDetails,
             openapi_extra=grant("Devices", INFO, "Device details"))
-def device_details(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def device_details(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return devices.details(db, ctx, device_id)
 
 
 @router.get("/{device_id}/apps", response_model=schemas.DeviceApps,
             openapi_extra=grant("Devices", INFO, "Application list"))
-def device_apps(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def device_apps(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return devices.apps(db, ctx, device_id)
 
 
 @router.get("/{device_id}/library-items", response_model=schemas.DeviceLibraryItems,
             openapi_extra=grant("Devices", INFO, "Library items"))
-def device_library_items(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def device_library_items(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return devices.library_items(db, ctx, device_id)
 
 
 @router.get("/{device_id}/parameters", response_model=schemas.DeviceParameters,
             openapi_extra=grant("Devices", INFO, "Parameters"))
-def device_parameters(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def device_parameters(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return devices.parameters(db, ctx, device_id)
 
 
 @router.get("/{device_id}/status", response_model=schemas.DeviceStatus,
             openapi_extra=grant("Devices", INFO, "Device status"))
-def device_status(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def device_status(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return devices.status(db, ctx, device_id)
 
 
 @router.get("/{device_id}/notes", response_model=list[schemas.Note], openapi_extra=grant("Devices", NOTES, "List notes"))
-def list_notes(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def list_notes(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return [devices.note_dict(n) for n in devices.list_notes(db, ctx, device_id)]
 
 
 @router.post("/{device_id}/notes", status_code=201, response_model=schemas.Note,
              openapi_extra=grant("Devices", NOTES, "Create note"))
 def create_note(device_id: str, body: schemas.NoteIn, ctx: TenantContext = Depends(api_context),
-                db: Session = Depends(get_db)):
+                db: Session = Depends(get_db, scope="function")):
     return devices.note_dict(devices.create_note(db, ctx, device_id, content=body.content))
 
 
 @router.get("/{device_id}/notes/{note_id}", response_model=schemas.Note,
             openapi_extra=grant("Devices", NOTES, "Get note"))
-def get_note(device_id: str, note_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def get_note(device_id: str, note_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return devices.note_dict(devices.get_note(db, ctx, device_id, note_id))
 
 
 @router.patch("/{device_id}/notes/{note_id}", response_model=schemas.Note,
               openapi_extra=grant("Devices", NOTES, "Update note"))
 def update_note(device_id: str, note_id: str, body: schemas.NoteIn, ctx: TenantContext = Depends(api_context),
-                db: Session = Depends(get_db)):
+                db: Session = Depends(get_db, scope="function")):
     return devices.note_dict(devices.update_note(db, ctx, device_id, note_id, content=body.content))
 
 
 @router.delete("/{device_id}/notes/{note_id}", response_model=schemas.NoteDeleted,
                openapi_extra=grant("Devices", NOTES, "Delete note"))
-def delete_note(device_id: str, note_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def delete_note(device_id: str, note_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return devices.delete_note(db, ctx, device_id, note_id)

@@ -23,6 +23,7 @@ class Device(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "id"),
         Index("ix_devices_tenant_pk", "tenant_id", "pk"),
+        Index("ix_devices_tenant_position", "tenant_id", "position"),
         Index("ix_devices_tenant_serial", "tenant_id", "serial_number", "pk"),
         Index("ix_devices_tenant_user_email", "tenant_id", "user_email", "pk"),
         Index("ix_devices_tenant_user", "tenant_id", "user_id"),
@@ -34,6 +35,9 @@ class Device(Base):
 
     pk: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(36))
+    # 1..N within the tenant, in pk order, with no gaps (a delete closes its gap): the default-ordered page at
+    # any offset is then an index range (position > offset), where OFFSET would count past every earlier row.
+    position: Mapped[int] = mapped_column(Integer)
     id: Mapped[str] = mapped_column(String(36), default=new_uuid)  # the Iru device_id
     serial_number: Mapped[str] = mapped_column(String(64))
     udid: Mapped[str] = mapped_column(String(64), default="")
@@ -68,6 +72,16 @@ class Device(Base):
     doc: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DevicePositionCounter(Base):
+    """The last position handed out per tenant. Its row lock orders every insert and delete of the tenant's
+    devices, so positions stay dense and in pk order when API workers write at the same time."""
+
+    __tablename__ = "device_position_counters"
+
+    tenant_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    last_position: Mapped[int] = mapped_column(Integer, default=0)
 
 
 # SQLite's FTS5 trigram index over the substring-filtered columns (migration 0003; rowid = devices.pk). Kept

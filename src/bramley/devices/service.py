@@ -6,15 +6,22 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import Integer, bindparam, case, false, func, or_, select
+import orjson
+from sqlalchemy import case, false, func, or_, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bramley.audit import service as audit
 from bramley.blueprints import service as blueprints
 from bramley.db.base import is_uuid, new_uuid, utcnow
+from bramley.db.raw import RawStatement, fetch_one
 from bramley.devices import render
-from bramley.devices.models import Device, DeviceInventory, DeviceNote, DeviceTag, device_search
+from bramley.devices.models import (Device, DeviceInventory, DeviceNote, DevicePositionCounter, DeviceTag,
+                                    device_search)
 from bramley.errors import InvalidField, NotFound
+from bramley.secrets import service as secrets
 from bramley.tags import service as tags
 from bramley.tenancy.context import TenantContext
 from bramley.users import service as users
@@ -136,18 +143,21 @@ def _docs_of(dialect: str, pks, order: list):
     return select(Device.doc).join(page, Device.pk == page.c.pk).order_by(*order)
 
 
-_WHOLE_FLEET_PKS = (select(Device.pk).where(Device.tenant_id == bindparam("tenant_id")).order_by(Device.pk)
-                    .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer)))
-# The unfiltered page in default order (connectors walking the whole fleet) is the commonest request: built
-# once, since building a statement costs more than running it.
-WHOLE_FLEET_PAGE = {dialect: _docs_of(dialect, _WHOLE_FLEET_PKS, [Device.pk.asc()])
-                    for dialect in ("sqlite", "postgresql")}
+# The unfiltered page in default order (connectors walking the whole fleet), the commonest request. Positions are
+# dense and in pk order, so offset k starts right after position k: an index range at any depth. The database
+# joins the page's documents into one value: one row to fetch instead of 300 and, on SQLite, the bytes as stored
+# (a BLOB), not decoded into a str only to be encoded again for the reply. Read on the driver's cursor (db/raw.py).
+WHOLE_FLEET_PAGE = RawStatement(
+    "SELECT CAST(group_concat(doc, ',') AS BLOB) FROM (SELECT doc FROM devices WHERE tenant_id = :tenant_id "
+    "AND position > :offset ORDER BY position LIMIT :limit)",  # SQLite yields the ordered subquery in order
+    postgresql="SELECT convert_to(string_agg(doc, ',' ORDER BY position), 'UTF8') FROM (SELECT doc, position FROM devices "
+               "WHERE tenant_id = :tenant_id AND position > :offset ORDER BY position LIMIT :limit) AS page")
 NO_FILTERS = DeviceFilters()
 
 
 def list_json(db: Session, ctx: TenantContext, *, filters: DeviceFilters, limit: int, offset: int,
-              ordering: str | None = None) -> str:
-    """One page of the device list as a JSON array string, built from stored per-device JSON.
+              ordering: str | None = None) -> str | bytes:
+    """One page of the device list as a JSON array (str or UTF-8 bytes), built from stored per-device JSON.
 
     The inner query picks primary keys from the (tenant_id, ...) indexes; only the page's rows are read whole.
     Executed on the connection: 300 plain strings need none of the ORM's result machinery.
@@ -155,9 +165,11 @@ def list_json(db: Session, ctx: TenantContext, *, filters: DeviceFilters, limit:
     dialect = db.get_bind().dialect.name
     order = _order(ordering)
     if filters == NO_FILTERS and len(order) == 1:
-        docs = db.connection().execute(WHOLE_FLEET_PAGE[dialect], {"tenant_id": ctx.tenant_id, "limit": limit,
-                                                                   "offset": offset}).scalars().all()
-        return "[" + ",".join(docs) + "]"
+        joined = fetch_one(db, WHOLE_FLEET_PAGE, {"tenant_id": ctx.tenant_id, "limit": limit, "offset": offset},
+                           binary=True)[0]
+        if joined is None:
+            return b"[]"
+        return b"[" + bytes(joined) + b"]"
     page = select(Device.pk).where(*_filter_clauses(db, ctx, filters))
     inner_order = order
     search = _search_terms(db, filters)
@@ -278,14 +290,19 @@ def create_many(db: Session, ctx: TenantContext, specs: list[NewDevice], *, audi
     bp_ids = {s.blueprint_id for s in specs if s.blueprint_id}
     bp_map = {bid: blueprints.get(db, ctx, bid) for bid in bp_ids}
     tag_map = {t.name: t for t in tags.ensure(db, ctx, sorted({n for s in specs for n in s.tag_names}))}
-    now = utcnow()
-    created: list[Device] = []
     for s in specs:
         if s.platform not in PLATFORMS:
             raise InvalidField({"platform": [f'"{s.platform}" is not a valid choice.']})
+    # Before any key is drawn: the counter's row lock then orders this tenant's inserts, so pk order and
+    # position order agree even with several API workers enrolling at once.
+    first_position = _reserve_positions(db, ctx, len(specs)) if specs else 0
+    now = utcnow()
+    created: list[Device] = []
+    for s in specs:
         bp = bp_map.get(s.blueprint_id) if s.blueprint_id else None
         device = Device(
-            tenant_id=ctx.tenant_id, id=new_uuid(), serial_number=s.serial_number, udid=s.udid,
+            tenant_id=ctx.tenant_id, position=first_position + len(created), id=new_uuid(),
+            serial_number=s.serial_number, udid=s.udid,
             device_name=s.device_name, model=s.model, model_identifier=s.model_identifier, platform=s.platform,
             os_version=s.os_version, os_build=s.os_build, mac_address=s.mac_address, asset_tag=s.asset_tag,
             supervised=s.supervised, agent_installed=s.agent_installed, agent_version=s.agent_version,
@@ -322,6 +339,28 @@ def create_many(db: Session, ctx: TenantContext, specs: list[NewDevice], *, audi
                          new_state={"serial_number": device.serial_number, "platform": device.platform})
     db.flush()
     return created
+
+
+def _reserve_positions(db: Session, ctx: TenantContext, count: int) -> int:
+    """Take the next `count` positions of the tenant; returns the first. Holds the counter's row until commit."""
+    insert = postgresql_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (insert(DevicePositionCounter).values(tenant_id=ctx.tenant_id, last_position=count)
+                 .on_conflict_do_update(index_elements=[DevicePositionCounter.tenant_id],
+                                        set_={"last_position": DevicePositionCounter.last_position + count})
+                 .returning(DevicePositionCounter.last_position))
+    return db.execute(statement).scalar_one() - count + 1
+
+
+def _close_position(db: Session, ctx: TenantContext, device: Device) -> None:
+    """Delete the device and shift the later ones down one place, keeping positions dense."""
+    db.execute(sql_update(DevicePositionCounter).where(DevicePositionCounter.tenant_id == ctx.tenant_id)
+               .values(last_position=DevicePositionCounter.last_position - 1))
+    # Read under the counter's lock: another delete may have moved this device since it was loaded.
+    position = db.scalar(select(Device.position).where(Device.pk == device.pk))
+    db.delete(device)
+    db.flush()
+    db.execute(sql_update(Device).where(Device.tenant_id == ctx.tenant_id, Device.position > position)
+               .values(position=Device.position - 1).execution_options(synchronize_session=False))
 
 
 def create(db: Session, ctx: TenantContext, spec: NewDevice) -> Device:
@@ -365,6 +404,11 @@ def update(db: Session, ctx: TenantContext, device_id: str, *, blueprint_id=_UNS
     db.flush()
     _rerender(db, ctx, [device])
     audit.record(db, ctx, action="update", target_type="device", target_id=device.id, new_state=changed)
+    if blueprint_id is not _UNSET or user is not _UNSET:  # blueprint assignment rules (issue 6)
+        from bramley.blueprints import rules
+
+        rules.device_updated(db, ctx, device.id, blueprint_by_hand=blueprint_id is not _UNSET,
+                             user_changed=user is not _UNSET)
     return device
 
 
@@ -373,7 +417,12 @@ def delete(db: Session, ctx: TenantContext, device_id: str) -> None:
     db.execute(sql_delete(DeviceNote).where(DeviceNote.tenant_id == ctx.tenant_id, DeviceNote.device_id == device.id))
     db.execute(sql_delete(DeviceTag).where(DeviceTag.tenant_id == ctx.tenant_id, DeviceTag.device_pk == device.pk))
     db.execute(sql_delete(DeviceInventory).where(DeviceInventory.device_pk == device.pk))
-    db.delete(device)
+    # Escrowed values (FileVault key, bypass code, unlock PIN) must not outlive the record they belong to.
+    secrets.delete(db, ctx, owner_type="device", owner_id=device.id)
+    from bramley.blueprints import rules  # (imported here: rules reads devices through this module)
+
+    rules.forget_device(db, ctx, device.id)
+    _close_position(db, ctx, device)
     audit.record(db, ctx, action="delete", target_type="device", target_id=device.id,
                  new_state={"serial_number": device.serial_number})
 
@@ -423,6 +472,37 @@ def tag_deleted(db: Session, ctx: TenantContext, tag_id: str) -> None:
                                                             DeviceTag.tag_id == tag_id)))
     db.execute(sql_delete(DeviceTag).where(DeviceTag.tenant_id == ctx.tenant_id, DeviceTag.tag_id == tag_id))
     _rerender(db, ctx, _devices_where(db, ctx, Device.pk.in_(pks)) if pks else [])
+
+
+def ids_for_user(db: Session, ctx: TenantContext, user_id: str) -> list[str]:
+    return list(db.scalars(select(Device.id).where(Device.tenant_id == ctx.tenant_id, Device.user_id == user_id)))
+
+
+def assignment_view(db: Session, ctx: TenantContext, *, device_ids: list[str] | None = None,
+                    user_ids: list[str] | None = None) -> list[tuple[str, str | None, str | None]]:
+    """(device_id, user_id, blueprint_id) of the given devices, or of the given users' devices, or of every
+    device with a user: what blueprint assignment rules need to decide."""
+    query = select(Device.id, Device.user_id, Device.blueprint_id).where(Device.tenant_id == ctx.tenant_id)
+    if device_ids is not None:
+        query = query.where(Device.id.in_(device_ids))
+    elif user_ids is not None:
+        query = query.where(Device.user_id.in_(user_ids))
+    else:
+        query = query.where(Device.user_id.is_not(None))
+    return [tuple(row) for row in db.execute(query.order_by(Device.pk)).all()]
+
+
+def assign_blueprint(db: Session, ctx: TenantContext, device_id: str, blueprint_id: str, *, metadata: dict) -> None:
+    """Move a device to a blueprint on behalf of a rule: audited with `metadata` (which rule, why), and unlike
+    update() not recorded as an admin's choice."""
+    device = get_or_raise(db, ctx, device_id)
+    bp = blueprints.get_or_raise(db, ctx, blueprint_id)
+    device.blueprint_id, device.blueprint_name = bp.id, bp.name
+    device.updated_at = utcnow()
+    db.flush()
+    _rerender(db, ctx, [device])
+    audit.record(db, ctx, action="update", target_type="device", target_id=device.id,
+                 new_state={"blueprint_id": bp.id}, metadata=metadata)
 
 
 def count_for_user(db: Session, ctx: TenantContext, user_id: str) -> int:
@@ -604,13 +684,22 @@ def inventory_section(db: Session, ctx: TenantContext, device_id: str, section: 
 
 
 def seen(db: Session, ctx: TenantContext, device_id: str) -> None:
-    """Any authenticated device request: last_check_in moves (re-render keeps the stored JSON true)."""
+    """Any authenticated device request: last_check_in moves. The stored JSON is re-rendered with the tags it
+    already lists (every tag change re-renders it), sparing the two tag queries on the check-in path."""
     device = get(db, ctx, device_id)
     if device is not None:
-        device.last_check_in = utcnow()
+        device.last_check_in = device.updated_at = utcnow()
         if device.is_missing:
             device.is_missing = False
-        save(db, ctx, device)
+        device.doc = render.device_json(device, _stored_tags(device))
+
+
+def _stored_tags(device: Device) -> list[str]:
+    try:
+        listed = orjson.loads(device.doc).get("tags") if device.doc else []
+    except orjson.JSONDecodeError:
+        listed = None
+    return listed if isinstance(listed, list) else []
 
 
 def platforms_for(db: Session, ctx: TenantContext, device_ids: list[str]) -> dict[str, str]:
@@ -620,3 +709,75 @@ def platforms_for(db: Session, ctx: TenantContext, device_ids: list[str]) -> dic
         out.update(db.execute(select(Device.id, Device.platform).where(Device.tenant_id == ctx.tenant_id,
                                                                        Device.id.in_(chunk))).all())
     return out
+
+
+# --- the Bramley agent and device trust (called by the trust domain) ----------------------------------------
+
+def agent_report(db: Session, ctx: TenantContext, device_id: str, *, installed: bool, version: str = "") -> Device:
+    """The agent checked in (installed) or is being uninstalled: its columns, its own check-in time and install
+    date in the details, and last_check_in (the agent reporting is the device reporting). One re-render."""
+    device = get_or_raise(db, ctx, device_id)
+    now = utcnow()
+    details: dict = {"agent_last_check_in": render.iso_z(now)} if installed else {"agent_install_date": ""}
+    if installed and not device.agent_installed:
+        details["agent_install_date"] = render.spaced_seconds(now)
+    device.last_check_in, device.is_missing = now, False
+    return report(db, ctx, device.id, columns={"agent_installed": installed, "agent_version": version if installed
+                                               else ""}, details=details)
+
+
+@dataclass(frozen=True)
+class Posture:
+    """The columns the device-trust rule reads."""
+
+    device_id: str
+    serial_number: str
+    device_name: str
+    platform: str
+    last_check_in: datetime | None
+    agent_installed: bool
+    agent_version: str
+    mdm_enabled: bool
+    is_removed: bool
+
+
+_POSTURE_COLUMNS = (Device.id, Device.serial_number, Device.device_name, Device.platform, Device.last_check_in,
+                    Device.agent_installed, Device.agent_version, Device.mdm_enabled, Device.is_removed)
+
+
+def postures(db: Session, ctx: TenantContext, *, serial_numbers: list[str] | None = None,
+             device_ids: list[str] | None = None, trusted_since: datetime | None = None,
+             trusted: bool | None = None, limit: int | None = None, offset: int = 0,
+             with_count: bool = False) -> tuple[int | None, list[Posture]]:
+    """Devices as the trust rule sees them, in list order. `trusted` filters on the rule's columns all holding
+    (checked in since `trusted_since`, agent and MDM profile installed, not removed), or not all holding."""
+    clauses: list = [Device.tenant_id == ctx.tenant_id]
+    if serial_numbers is not None:
+        clauses.append(Device.serial_number.in_(serial_numbers))
+    if device_ids is not None:
+        clauses.append(Device.id.in_([d for d in device_ids if is_uuid(d)]))
+    if trusted is not None:
+        from sqlalchemy import and_, not_
+
+        holds = and_(Device.last_check_in.is_not(None), Device.last_check_in >= trusted_since,
+                     Device.agent_installed.is_(True), Device.mdm_enabled.is_(True), Device.is_removed.is_(False))
+        clauses.append(holds if trusted else not_(holds))
+    total = db.scalar(select(func.count()).select_from(Device).where(*clauses)) if with_count else None
+    query = select(*_POSTURE_COLUMNS).where(*clauses).order_by(Device.pk)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    rows = db.execute(query).all()
+    return total, [Posture(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6] or "", bool(r[7]), bool(r[8]))
+                   for r in rows]
+
+
+def by_serials(db: Session, ctx: TenantContext, serial_numbers: list[str]) -> dict[str, Device]:
+    """Managed devices by serial number (ADE links its records to them); the newest record wins a duplicate."""
+    wanted = list(dict.fromkeys(s for s in serial_numbers if s))
+    found: dict[str, Device] = {}
+    for start in range(0, len(wanted), 5000):
+        for device in db.scalars(select(Device).where(Device.tenant_id == ctx.tenant_id,
+                                                      Device.serial_number.in_(wanted[start:start + 5000]))
+                                 .order_by(Device.pk)):
+            found[device.serial_number] = device
+    return found

@@ -83,6 +83,25 @@ def register(name: str, handler: Handler, *, max_attempts: int = 8, backoff_base
     return kind
 
 
+@dataclass(frozen=True)
+class Periodic:
+    """Housekeeping a worker runs every `every` (queue compaction, ...): `fn(session, settings)` returns how many
+    rows it touched. Idempotent, so two workers running it at about the same time do no harm."""
+
+    name: str
+    fn: Callable[[Session, Any], int]
+    every: timedelta
+
+
+PERIODIC: dict[str, Periodic] = {}
+
+
+def register_periodic(name: str, fn: Callable[[Session, Any], int], *, every: timedelta) -> Periodic:
+    task = Periodic(name, fn, every)
+    PERIODIC[name] = task
+    return task
+
+
 def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Capped exponential backoff with equal jitter: between half and all of min(cap, base * 2^(attempt-1))."""
     ceiling = min(cap, base * (2 ** max(0, attempt - 1)))

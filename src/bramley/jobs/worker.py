@@ -25,7 +25,7 @@ from bramley.jobs.service import ClaimedJob, Failure, GiveUp, Kind, Retry
 log = logging.getLogger("bramley.jobs")
 
 # Modules that register handlers when imported.
-HANDLER_MODULES = ("bramley.mdm.push",)
+HANDLER_MODULES = ("bramley.mdm.push", "bramley.mdm.housekeeping", "bramley.trust.service", "bramley.ade.sync")
 PURGE_EVERY = timedelta(hours=1)
 
 
@@ -78,7 +78,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
-        self._last_purge: datetime | None = None
+        self._last_run: dict[str, datetime] = {}  # periodic task name -> when this worker last ran it
 
     async def __aenter__(self) -> "Worker":
         return self
@@ -183,7 +183,7 @@ class Worker:
             try:
                 n = await self.run_once()
                 if index == 0:
-                    self._maybe_purge()
+                    self._housekeeping()
             except Exception:
                 log.exception("jobs: worker round failed")
                 n = 0
@@ -196,15 +196,28 @@ class Worker:
             stop_wait.cancel()
             wake_wait.cancel()
 
-    def _maybe_purge(self) -> None:
-        now = utcnow()
-        if self._last_purge and now - self._last_purge < PURGE_EVERY:
-            return
-        self._last_purge = now
-        with self.db.unit_of_work() as s:
-            purged = jobs.purge_dead(s, older_than=timedelta(days=self.settings.jobs_dead_retention_days))
-        if purged:
-            log.info("jobs: purged %d dead jobs", purged)
+    def _housekeeping(self, *, now: datetime | None = None) -> None:
+        """Purge long-dead jobs and run each registered periodic task when it is due (one failing task does not
+        stop the others or the job loop)."""
+        now = now or utcnow()
+        due = [jobs.Periodic("jobs.purge_dead", self._purge_dead, PURGE_EVERY), *jobs.PERIODIC.values()]
+        for task in due:
+            last = self._last_run.get(task.name)
+            if last is not None and now - last < task.every:
+                continue
+            self._last_run[task.name] = now
+            try:
+                with self.db.unit_of_work() as s:
+                    touched = task.fn(s, self.settings)
+            except Exception:
+                log.exception("jobs: periodic task %s failed", task.name)
+                continue
+            if touched:
+                log.info("jobs: %s touched %d rows", task.name, touched)
+
+    @staticmethod
+    def _purge_dead(s, settings: Settings) -> int:
+        return jobs.purge_dead(s, older_than=timedelta(days=settings.jobs_dead_retention_days))
 
     # --- in a thread (bramley serve) --------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ def _base_url(request: Request) -> str:
 
 def _register(name: str, label: str) -> None:
     def run_action(device_id: str, request: Request, body: dict = Depends(lenient_body),
-                   ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+                   ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
         reply = actions.perform(db, ctx, device_id, name, body, base_url=_base_url(request))
         if reply is None:
             return RawJSON(b"", status_code=200)
@@ -86,7 +86,7 @@ def _chain(chain: list[dict]) -> list[dict]:
 @router.get("/{device_id}/commands", response_model=DeviceCommands,
             openapi_extra=grant("Devices", "Device Information", "Device commands"))
 def list_commands(device_id: str, request: Request, page: tuple[int, int] = Depends(limit_offset),
-                  ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+                  ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     limit, offset = page
     device = devices.get_or_raise(db, ctx, device_id)
     total, rows = queue.history_page(db, ctx, device.id, limit=limit, offset=offset)
@@ -100,7 +100,7 @@ def list_commands(device_id: str, request: Request, page: tuple[int, int] = Depe
 
 
 @router.get("/{device_id}/details/lostmode", openapi_extra=grant("Devices", "Device Information", "Lost mode details"))
-def lost_mode_details(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def lost_mode_details(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     device = devices.get_or_raise(db, ctx, device_id)
     if device.platform not in ("iPhone", "iPad") or device.lost_mode_status in ("", None):
         raise RuleViolation("Device is not in lost mode.")
@@ -109,7 +109,7 @@ def lost_mode_details(device_id: str, ctx: TenantContext = Depends(api_context),
 
 
 @router.delete("/{device_id}/details/lostmode", openapi_extra=grant("Devices", "Device Actions", "Cancel lost mode"))
-def cancel_lost_mode(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def cancel_lost_mode(device_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     """Clears a lost mode stuck in error (the device is not told; disablelostmode does that)."""
     device = devices.get_or_raise(db, ctx, device_id)
     if device.lost_mode_status not in ("ERROR", "PENDING"):

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from bramley.mdm import service
-from bramley.mdm.protocol import ProtocolError, decode_checkin
+from bramley.mdm.protocol import ProtocolError, decode_checkin, decode_report
 from bramley.tenancy import service as tenants
 
 log = logging.getLogger("bramley.mdm")
@@ -41,21 +41,42 @@ def _identity_hash(db, ctx, request: Request, body: bytes) -> str:
     return signature.cert_sha256(cert)
 
 
-def _handle(request: Request, subdomain: str, body: bytes, kind: str) -> service.Reply:
-    db_ = request.app.state.db
-    with db_.unit_of_work() as db:
-        tenant = tenants.get_by_subdomain(db, subdomain)
+def _identify(request: Request, subdomain: str, body: bytes, *, bound_device: bool = False):
+    """The read half of every device-door request, before any write transaction (on SQLite writers take turns,
+    so a turn should hold only the state change): the tenant (404), the identity certificate (400) and, for the
+    agent door, the device whose enrollment that certificate is bound to. Returns (ctx, cert hash | device id)."""
+    with request.app.state.db.unit_of_work(write=False) as db:
+        tenant = tenants.name_by_subdomain(db, subdomain)
         if tenant is None:
             raise Refused(404, "unknown tenant")
         ctx = tenants.system_context(tenant)
         cert_hash = _identity_hash(db, ctx, request, body)
-        try:
+        if not bound_device:
+            return ctx, cert_hash
+        enrollment_id = service.bound_enrollment(db, ctx, cert_hash)
+        enrollment = service._enrollment(db, ctx, enrollment_id) if enrollment_id else None
+        if enrollment is None:
+            raise Refused(400, "certificate not bound to an enrollment")
+        return ctx, enrollment.device_id
+
+
+def device_of_request(request: Request, subdomain: str, body: bytes):
+    """(ctx, device_id) of a request signed by an enrolled device's identity: the check the agent door (/agent/…)
+    shares with check-ins. Refused(404) for an unknown tenant, Refused(400) without a bound identity."""
+    return _identify(request, subdomain, body, bound_device=True)
+
+
+def _handle(request: Request, subdomain: str, body: bytes, kind: str) -> service.Reply:
+    ctx, cert_hash = _identify(request, subdomain, body)
+    try:
+        message = decode_checkin(body) if kind == "checkin" else decode_report(body)
+        with request.app.state.db.unit_of_work() as db:
             if kind == "checkin":
-                return service.checkin(db, ctx, cert_hash, decode_checkin(body))
-            return service.connect(db, ctx, cert_hash, body)
-        except (ProtocolError, service.IdentityMismatch) as exc:
-            # Rolled back by raising: a refused request changes nothing.
-            raise Refused(400, str(exc)) from None
+                return service.checkin(db, ctx, cert_hash, message)
+            return service.connect(db, ctx, cert_hash, message)
+    except (ProtocolError, service.IdentityMismatch) as exc:
+        # Rolled back by raising: a refused request changes nothing.
+        raise Refused(400, str(exc)) from None
 
 
 async def _serve(request: Request, subdomain: str, kind: str) -> Response:

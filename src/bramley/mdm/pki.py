@@ -6,6 +6,7 @@ certificates live in TenantPKI. Made once, when the tenant is created (`provisio
 from __future__ import annotations
 
 import hashlib
+import time
 import threading
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -162,9 +163,23 @@ def _cached(db: Session, ctx: TenantContext, *, with_key: bool) -> tuple[x509.Ce
     return cert, key
 
 
+# Every device request checks its identity against the CA: re-reading the stored certificate each time cost a
+# query per check-in for a row that changes only when a CA is restored from a backup.
+CA_RECHECK = 60.0  # seconds a verified-fresh CA certificate is served without looking at the stored one
+_checked_at: dict[str, float] = {}
+
+
 def ca_cert(db: Session, ctx: TenantContext) -> x509.Certificate:
     """The tenant's CA certificate: what device identities must chain to. NotFound if not provisioned."""
-    return _cached(db, ctx, with_key=False)[0]
+    with _cache_lock:
+        hit = _cache.get(ctx.tenant_id)
+        fresh = time.monotonic() - _checked_at.get(ctx.tenant_id, float("-inf")) < CA_RECHECK
+    if hit is not None and fresh:
+        return hit[1]
+    cert = _cached(db, ctx, with_key=False)[0]
+    with _cache_lock:
+        _checked_at[ctx.tenant_id] = time.monotonic()
+    return cert
 
 
 def load_ca(db: Session, ctx: TenantContext) -> CA:
@@ -252,3 +267,4 @@ def issued(db: Session, ctx: TenantContext, cert: x509.Certificate) -> IssuedCer
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
+        _checked_at.clear()

@@ -19,7 +19,7 @@ from bramley.mdm import inventory, queue
 from bramley.mdm.models import CertAuth, Enrollment, PushCertificate
 from bramley.mdm.protocol import (
     Authenticate, CheckinMessage, CheckOut, DeclarativeManagement, GetBootstrapToken, GetToken, Identity,
-    ProtocolError, SetBootstrapToken, TokenUpdate, UserAuthenticate, decode_report, encode_plist,
+    ProtocolError, Report, SetBootstrapToken, TokenUpdate, UserAuthenticate, encode_plist,
 )
 from bramley.tenancy.context import TenantContext
 
@@ -118,6 +118,9 @@ def authenticate(db: Session, ctx: TenantContext, cert_hash: str, msg: Authentic
         model=msg.model_name or msg.model or msg.product_name, model_identifier=msg.product_name or msg.model,
         device_name=msg.device_name, os_version=msg.os_version, os_build=msg.build_version,
         mdm_enabled=False)  # "enrolled" only from the first TokenUpdate (Authenticate may precede a failed install)
+    from bramley.blueprints import rules
+
+    rules.device_enrolled(db, ctx, device.id)  # a device whose user is in a group follows its assignment rule
     now = utcnow()
     enrollment = _enrollment(db, ctx, ident.udid)
     if enrollment is None:
@@ -204,9 +207,8 @@ def declarative(db: Session, ctx: TenantContext, enrollment: Enrollment, msg: De
     raise ProtocolError(f"unknown declarative endpoint {msg.endpoint!r}")
 
 
-def connect(db: Session, ctx: TenantContext, cert_hash: str, body: bytes) -> Reply:
+def connect(db: Session, ctx: TenantContext, cert_hash: str, report: Report) -> Reply:
     """A command result (or Idle): store it, run its handler, hand out the next command — one transaction."""
-    report = decode_report(body)
     device_channel = _check_identity(db, ctx, cert_hash, report.identity)
     enrollment = device_channel
     if report.identity.is_user_channel:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import plistlib
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from bramley.simulator import handlers, scep_client
-from bramley.simulator.device import DeviceState, UserAccount
+from bramley.simulator.device import AGENT_APP, App, DeviceState, UserAccount
 
 log = logging.getLogger("bramley.simulator")
 
@@ -53,6 +54,7 @@ class Options:
     user_channel: bool = True  # macOS: TokenUpdate for the console user's channel
     retries: int = 4  # a 5xx or a dropped connection is retried (devices do), with jittered backoff
     retry_delay: float = 0.2
+    agent: bool = True  # Macs install the Bramley agent once enrolled and run it (a check-in on every wake-up)
 
 
 class SimulatedDevice:
@@ -106,7 +108,11 @@ class SimulatedDevice:
         if self.console_user and self.options.user_channel:
             await self.checkin(self.token_update_message(user=True))
         self.stats["enrolled"] += 1
+        if self.options.agent and s.is_mac and not self.agent_installed:
+            s.apps.append(App(*AGENT_APP, 48_000_000, managed=True))  # set up with the Mac, so inventory lists it
         await self.connect()
+        if self.options.agent and s.is_mac:
+            await self.agent_checkin()
 
     async def get_identity(self, *, code: str | None = None) -> scep_client.Identity:
         """Download the enrollment profile (one-time code) and run SCEP for the identity it describes."""
@@ -168,6 +174,42 @@ class SimulatedDevice:
     def _unenroll(self) -> None:
         self.enrolled = False
         self.identity = None
+
+    # --- the Bramley agent (macOS) ----------------------------------------------------------------------
+
+    @property
+    def agent_installed(self) -> bool:
+        return any(a.identifier == AGENT_APP[1] for a in self.state.apps)
+
+    def _agent_url(self, what: str) -> str:
+        return f"{self.checkin_url.replace('/mdm/t/', '/agent/t/', 1).rsplit('/', 1)[0]}/{what}"
+
+    async def _agent_post(self, what: str, version: str) -> httpx.Response:
+        """A report signed with the enrollment's identity, as MDM check-ins are."""
+        body = json.dumps({"agent_version": version}).encode()
+        headers = {"Content-Type": "application/json",
+                   "Mdm-Signature": scep_client.sign_body(body, self.identity.cert, self.identity.key)}
+        return await self._retrying(self.client.post, self._agent_url(what), content=body, headers=headers)
+
+    async def agent_checkin(self) -> int:
+        """The agent reports in (installed Macs only). Returns the HTTP status (0: nothing sent)."""
+        if not (self.enrolled and self.agent_installed and self.identity) or self.state.powered_off:
+            return 0
+        version = next(a.version for a in self.state.apps if a.identifier == AGENT_APP[1])
+        response = await self._agent_post("checkin", version)
+        self.stats["agent_checkins" if response.status_code == 204 else f"agent_http_{response.status_code}"] += 1
+        return response.status_code
+
+    async def uninstall_agent(self, *, notify: bool = True) -> int:
+        """Remove the agent; its uninstaller tells the server first (notify=False: it just disappears)."""
+        if not self.agent_installed:
+            return 0
+        status = 0
+        if notify and self.enrolled and self.identity:
+            status = (await self._agent_post("uninstall", "")).status_code
+        self.state.apps = [a for a in self.state.apps if a.identifier != AGENT_APP[1]]
+        self.stats["agent_uninstalled"] += 1
+        return status
 
     # --- the wire ---------------------------------------------------------------------------------------
 
@@ -366,6 +408,9 @@ class SimulatedDevice:
                 await self.connect()
                 if self.apns is not None and self.console_user and self.apns.take(self.user_token.hex()):
                     await self.connect(user=True)
+                if self.options.agent:
+                    with contextlib.suppress(httpx.HTTPError):
+                        await self.agent_checkin()
             done += 1
 
     async def aclose(self) -> None:

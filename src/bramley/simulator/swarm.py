@@ -126,6 +126,13 @@ class Swarm:
     def enrolled(self) -> list[SimulatedDevice]:
         return [d for d in self.devices if d.enrolled]
 
+    async def uninstall_agent(self, count: int, *, notify: bool = True) -> list[SimulatedDevice]:
+        """Uninstall the agent from up to `count` enrolled Macs that run it; the Macs it was removed from."""
+        chosen = [d for d in self.enrolled if d.agent_installed][:count]
+        for device in chosen:
+            await device.uninstall_agent(notify=notify)
+        return chosen
+
     def start(self) -> None:
         """Keep every enrolled device checking in (background tasks) until stop()."""
         self._stop.clear()

@@ -62,6 +62,22 @@ def get_by_subdomain(db: Session, subdomain: str) -> Tenant | None:
     return db.scalar(select(Tenant).where(Tenant.subdomain == subdomain.lower()))
 
 
+_by_subdomain: dict[str, TenantName] = {}
+
+
+def name_by_subdomain(db: Session, subdomain: str) -> TenantName | None:
+    """A tenant's id and region by subdomain, remembered per process once found (the device door asks on every
+    check-in; a subdomain never changes owner). Misses are not remembered: a tenant may be created later."""
+    key = subdomain.strip().lower()
+    found = _by_subdomain.get(key)
+    if found is None:
+        tenant = get_by_subdomain(db, key)
+        if tenant is None:
+            return None
+        found = _by_subdomain[key] = TenantName(tenant.id, tenant.subdomain, tenant.region)
+    return found
+
+
 def get_by_subdomain_or_raise(db: Session, subdomain: str) -> Tenant:
     tenant = get_by_subdomain(db, subdomain)
     if tenant is None:
@@ -73,6 +89,6 @@ def get_all(db: Session) -> list[Tenant]:
     return list(db.scalars(select(Tenant).order_by(Tenant.subdomain)))
 
 
-def system_context(tenant: Tenant) -> TenantContext:
+def system_context(tenant: Tenant | TenantName) -> TenantContext:
     """Context for work done by Bramley itself (CLI, seeding, jobs)."""
     return TenantContext(tenant_id=tenant.id, subdomain=tenant.subdomain, region=tenant.region)

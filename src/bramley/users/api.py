@@ -40,7 +40,7 @@ def user_dicts(db: Session, ctx: TenantContext, rows) -> list[dict]:
 def list_users(request: Request, email: str | None = None, id: str | None = None,
                integration_id: str | None = None, archived: bool | None = None, cursor: str | None = None,
                sizePerPage: int | None = Query(None, ge=1),  # noqa: N803 (irusdk's parameter name)
-               ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+               ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     size = min(sizePerPage or users.PAGE_SIZE, users.PAGE_SIZE)
     page = users.list_users(db, ctx, email=email, user_id=id, integration_id=integration_id, archived=archived,
                             cursor=cursor, page_size=size)
@@ -52,11 +52,11 @@ def list_users(request: Request, email: str | None = None, id: str | None = None
 
 
 @router.get("/{user_id}", response_model=schemas.User, openapi_extra=grant(*SECTION, "Get user"))
-def get_user(user_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def get_user(user_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     return user_dicts(db, ctx, [users.get_or_raise(db, ctx, user_id)])[0]
 
 
 @router.delete("/{user_id}", status_code=204, openapi_extra=grant(*SECTION, "Delete user"))
-def delete_user(user_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db)):
+def delete_user(user_id: str, ctx: TenantContext = Depends(api_context), db: Session = Depends(get_db, scope="function")):
     users.delete(db, ctx, user_id)
     return RawJSON(b"", status_code=204)

@@ -1,32 +1,49 @@
-"""Directory users: create, look up (UUID or legacy int), list with cursor, delete."""
+"""Directory users: create (seed, SCIM), look up (UUID, legacy int, userName), list, SCIM profile changes, delete."""
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import logging
+import unicodedata
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, delete as sql_delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bramley.audit import service as audit
-from bramley.db.base import is_uuid
-from bramley.errors import DetailError, InvalidField, NotFound
+from bramley.db.base import is_uuid, new_uuid, utcnow
+from bramley.errors import Conflict, DetailError, InvalidField, NotFound
 from bramley.tenancy.context import TenantContext
-from bramley.users.models import User
+from bramley.users.models import User, UserEmail
 
 PAGE_SIZE = 300
+log = logging.getLogger("bramley.users")
 
 
-def create(db: Session, ctx: TenantContext, *, name: str, email: str, department: str | None = None,
-           job_title: str | None = None, integration: dict | None = None, audited: bool = True) -> User:
-    next_legacy = (db.scalar(select(func.max(User.deprecated_user_id)).where(User.tenant_id == ctx.tenant_id)) or 0) + 1
-    user = User(tenant_id=ctx.tenant_id, deprecated_user_id=next_legacy, name=name, email=email,
-                department=department, job_title=job_title, integration=integration)
-    db.add(user)
-    db.flush()
-    if audited:
-        audit.record(db, ctx, action="create", target_type="user", target_id=user.id,
-                     new_state={"name": name, "email": email})
-    return user
+def user_name_key(user_name: str) -> str:
+    """The form userName uniqueness and lookups compare: NFC, lower-cased (SCIM userName is caseExact false)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", user_name).lower())
+
+
+def _next_legacy_id(db: Session, ctx: TenantContext) -> int:
+    return (db.scalar(select(func.max(User.deprecated_user_id)).where(User.tenant_id == ctx.tenant_id)) or 0) + 1
+
+
+def _free_user_names(db: Session, ctx: TenantContext, emails: list[str]) -> set[str]:
+    """Which of these emails can also be their user's userName: not taken, not twice in the batch."""
+    keys = [user_name_key(e) for e in emails if e]
+    taken: set[str] = set()
+    for start in range(0, len(keys), 500):
+        taken.update(db.scalars(select(User.user_name_key).where(User.tenant_id == ctx.tenant_id,
+                                                                 User.user_name_key.in_(keys[start:start + 500]))))
+    free: set[str] = set()
+    seen: set[str] = set()
+    for key in keys:
+        if key not in taken and key not in seen:
+            free.add(key)
+        seen.add(key)
+    return free
 
 
 @dataclass
@@ -35,13 +52,31 @@ class NewUser:
     email: str
     department: str | None = None
     job_title: str | None = None
+    integration: dict | None = None
+
+
+def create(db: Session, ctx: TenantContext, *, name: str, email: str, department: str | None = None,
+           job_title: str | None = None, integration: dict | None = None, audited: bool = True) -> User:
+    return create_many(db, ctx, [NewUser(name, email, department, job_title, integration)], audited=audited)[0]
 
 
 def create_many(db: Session, ctx: TenantContext, specs: list[NewUser], *, audited: bool = True) -> list[User]:
-    """Create users in bulk (directory imports, the demo seed): one legacy-id query and one flush per batch."""
-    first = (db.scalar(select(func.max(User.deprecated_user_id)).where(User.tenant_id == ctx.tenant_id)) or 0) + 1
-    created = [User(tenant_id=ctx.tenant_id, deprecated_user_id=first + i, name=s.name, email=s.email,
-                    department=s.department, job_title=s.job_title) for i, s in enumerate(specs)]
+    """Create users in bulk (directory imports, the demo seed): a few statements per batch.
+
+    A user's email doubles as its SCIM userName when no other user has it yet, so an IdP that looks the user up
+    by userName adopts it (and PUTs its profile) instead of creating a twin.
+    """
+    first = _next_legacy_id(db, ctx)
+    free = _free_user_names(db, ctx, [s.email for s in specs])
+    created = []
+    for i, s in enumerate(specs):
+        key = user_name_key(s.email) if s.email else None
+        named = key in free
+        free.discard(key)
+        created.append(User(tenant_id=ctx.tenant_id, deprecated_user_id=first + i, name=s.name, email=s.email,
+                            department=s.department, job_title=s.job_title, integration=s.integration,
+                            integration_id=(s.integration or {}).get("uuid"),
+                            user_name=s.email if named else None, user_name_key=key if named else None))
     db.add_all(created)
     db.flush()
     if audited:
@@ -121,7 +156,7 @@ def list_users(db: Session, ctx: TenantContext, *, email: str | None = None, use
     if user_id:
         query = query.where(User.id == user_id)
     if integration_id:
-        query = query.where(User.integration["uuid"].as_string() == integration_id)
+        query = query.where(User.integration_id == integration_id)
     if archived is not None:
         query = query.where(User.archived == archived)
     direction = ">"
@@ -169,3 +204,216 @@ def delete(db: Session, ctx: TenantContext, user_id: str) -> None:
     db.delete(user)
     audit.record(db, ctx, action="delete", target_type="user", target_id=user.id,
                  new_state={"email": user.email})
+
+
+# --- directory profiles (what SCIM writes) ------------------------------------------------------------------
+
+@dataclass
+class Email:
+    value: str
+    type: str | None = None
+    primary: bool | None = None
+
+
+@dataclass
+class Profile:
+    """Everything a directory says about a user, as plain values. `active=None`: unassigned (not archived)."""
+
+    user_name: str
+    external_id: str | None = None
+    display_name: str | None = None
+    formatted_name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    middle_name: str | None = None
+    title: str | None = None
+    active: bool | None = True
+    emails: list[Email] = field(default_factory=list)
+    department: str | None = None
+    employee_number: str | None = None
+    manager_id: str | None = None
+
+
+PROFILE_COLUMNS = {"user_name": "user_name", "external_id": "external_id", "display_name": "display_name",
+                   "formatted_name": "formatted_name", "given_name": "given_name", "family_name": "family_name",
+                   "middle_name": "middle_name", "title": "job_title", "department": "department",
+                   "employee_number": "employee_number", "manager_id": "manager_id"}
+
+
+def _iru_name(p: Profile) -> str:
+    """Iru's single `name`: displayName, else the formatted or assembled name, else the userName."""
+    parts = " ".join(x for x in (p.given_name, p.middle_name, p.family_name) if x)
+    return (p.display_name or p.formatted_name or parts or p.user_name)[:255]
+
+
+def _iru_email(p: Profile) -> str:
+    primary = next((e.value for e in p.emails if e.primary), None)
+    work = next((e.value for e in p.emails if (e.type or "").lower() == "work"), None)
+    return (primary or work or (p.emails[0].value if p.emails else None) or p.user_name)[:320]
+
+
+def get_by_user_name(db: Session, ctx: TenantContext, user_name: str) -> User | None:
+    return db.scalar(select(User).where(User.tenant_id == ctx.tenant_id,
+                                        User.user_name_key == user_name_key(user_name)))
+
+
+def _taken(user_name: str) -> Conflict:
+    return Conflict("userName", f"userName {user_name} is already taken")
+
+
+def _email_rows(ctx: TenantContext, user_id: str, emails: list[Email]) -> list[UserEmail]:
+    return [UserEmail(tenant_id=ctx.tenant_id, user_id=user_id, position=i, value=e.value,
+                      value_key=e.value.lower(), type=e.type, primary=e.primary) for i, e in enumerate(emails)]
+
+
+_U = User.__table__.c
+_NAME_TAKEN = select(_U.id).where(_U.tenant_id == bindparam("tenant_id"), _U.user_name_key == bindparam("key"))
+_LAST_LEGACY_ID = select(func.max(_U.deprecated_user_id)).where(_U.tenant_id == bindparam("tenant_id"))
+_INSERT_USER = User.__table__.insert()
+_INSERT_EMAIL = UserEmail.__table__.insert()
+
+
+def _name_taken(db: Session, ctx: TenantContext, key: str) -> bool:
+    return db.connection().execute(_NAME_TAKEN, {"tenant_id": ctx.tenant_id, "key": key}).first() is not None
+
+
+def create_directory_user(db: Session, ctx: TenantContext, profile: Profile, *,
+                          integration: dict | None = None):
+    """A user provisioned by a directory; returns it as a detached row (attributes as on User) for rendering.
+    A taken userName (any case) is a Conflict, races included.
+
+    SQLite writers hold the database lock from BEGIN, so the check below is the answer there. PostgreSQL
+    writers can race: the unique index decides, inside a savepoint, and a lost race is a Conflict too.
+    Plain INSERTs, not the ORM: provisioning is the directory's hot write.
+    """
+    key = user_name_key(profile.user_name)
+    if _name_taken(db, ctx, key):
+        raise _taken(profile.user_name)
+    if db.get_bind().dialect.name == "sqlite":
+        return _insert_directory_user(db, ctx, profile, key, integration)
+    for _attempt in range(3):
+        try:
+            with db.begin_nested():
+                return _insert_directory_user(db, ctx, profile, key, integration)
+        except IntegrityError:
+            if _name_taken(db, ctx, key):
+                raise _taken(profile.user_name) from None
+            # another request drew the same legacy id: draw again
+    raise _taken(profile.user_name)
+
+
+def _insert_directory_user(db: Session, ctx: TenantContext, profile: Profile, key: str, integration: dict | None):
+    conn = db.connection()
+    now = utcnow()
+    archived = profile.active is False
+    values = dict(id=new_uuid(), tenant_id=ctx.tenant_id,
+                  deprecated_user_id=(conn.execute(_LAST_LEGACY_ID, {"tenant_id": ctx.tenant_id}).scalar() or 0) + 1,
+                  name=_iru_name(profile), email=_iru_email(profile), active=not archived, archived=archived,
+                  scim_active=profile.active, user_name_key=key, integration=integration,
+                  integration_id=(integration or {}).get("uuid"), version=1, created_at=now, updated_at=now)
+    for attr, column in PROFILE_COLUMNS.items():
+        values[column] = getattr(profile, attr)
+    conn.execute(_INSERT_USER, values)
+    if profile.emails:
+        conn.execute(_INSERT_EMAIL, [{"tenant_id": ctx.tenant_id, "user_id": values["id"], "position": i,
+                                      "value": e.value, "value_key": e.value.lower(), "type": e.type,
+                                      "primary": e.primary} for i, e in enumerate(profile.emails)])
+    audit.record(db, ctx, action="create", target_type="user", target_id=values["id"],
+                 new_state={"user_name": profile.user_name, "active": not archived})
+    return SimpleNamespace(**values)
+
+
+def emails_of(db: Session, ctx: TenantContext, user_ids: list[str]) -> dict[str, list[UserEmail]]:
+    out: dict[str, list[UserEmail]] = {uid: [] for uid in user_ids}
+    for start in range(0, len(user_ids), 500):
+        rows = db.scalars(select(UserEmail).where(UserEmail.tenant_id == ctx.tenant_id,
+                                                  UserEmail.user_id.in_(user_ids[start:start + 500]))
+                          .order_by(UserEmail.user_id, UserEmail.position))
+        for row in rows:
+            out[row.user_id].append(row)
+    return out
+
+
+def profile_of(user: User, emails: list[UserEmail]) -> Profile:
+    p = Profile(user_name=user.user_name or user.email, active=user.scim_active,
+                emails=[Email(e.value, e.type, e.primary) for e in emails])
+    for attr, column in PROFILE_COLUMNS.items():
+        if attr != "user_name":
+            setattr(p, attr, getattr(user, column))
+    return p
+
+
+def apply_profile(db: Session, ctx: TenantContext, user: User, profile: Profile, *,
+                  keep_active: bool = False) -> list[str]:
+    """Make the user match `profile`; returns the changed attribute names ([] when nothing changed).
+
+    `active=False` archives the user (devices keep them, marked archived); `active=True` or unassigned restores
+    them. `keep_active` leaves the status alone (a PUT that did not mention it).
+    """
+    from bramley.devices import service as devices
+
+    current = profile_of(user, emails_of(db, ctx, [user.id])[user.id])
+    changed = [attr for attr in PROFILE_COLUMNS if getattr(current, attr) != getattr(profile, attr)]
+    emails_changed = current.emails != profile.emails
+    status_changed = not keep_active and profile.active != current.active
+    if not changed and not emails_changed and not status_changed:
+        return []
+    if "user_name" in changed:
+        key = user_name_key(profile.user_name)
+        other = db.scalar(select(User.id).where(User.tenant_id == ctx.tenant_id, User.user_name_key == key))
+        if other is not None and other != user.id:
+            raise _taken(profile.user_name)
+        user.user_name_key = key
+    for attr in changed:
+        setattr(user, PROFILE_COLUMNS[attr], getattr(profile, attr))
+    if emails_changed:
+        db.execute(sql_delete(UserEmail).where(UserEmail.tenant_id == ctx.tenant_id, UserEmail.user_id == user.id))
+        db.add_all(_email_rows(ctx, user.id, profile.emails))
+        changed.append("emails")
+    if status_changed:
+        user.scim_active = profile.active
+        user.archived = profile.active is False
+        user.active = not user.archived
+        changed.append("active")
+    before = (user.name, user.email)
+    user.name, user.email = _iru_name(profile), _iru_email(profile)
+    user.version = (user.version or 1) + 1
+    user.updated_at = utcnow()
+    try:
+        with db.begin_nested():
+            db.flush()
+    except IntegrityError:
+        raise _taken(profile.user_name) from None
+    if status_changed or before != (user.name, user.email):
+        devices.user_changed(db, ctx, user)
+    state: dict = {"changed": changed}
+    if status_changed:
+        state.update(active=user.active, archived=user.archived)
+    audit.record(db, ctx, action="update", target_type="user", target_id=user.id, new_state=state)
+    return changed
+
+
+def delete_directory_user(db: Session, ctx: TenantContext, user: User) -> None:
+    """A directory deleted the user (Entra does): their devices stay, unassigned; memberships go with them."""
+    from bramley.devices import service as devices
+
+    for device_id in devices.ids_for_user(db, ctx, user.id):
+        devices.update(db, ctx, device_id, user=None)
+    from bramley.users import groups
+
+    groups.forget_user(db, ctx, user.id)
+    db.execute(sql_delete(UserEmail).where(UserEmail.tenant_id == ctx.tenant_id, UserEmail.user_id == user.id))
+    db.delete(user)
+    db.flush()
+    audit.record(db, ctx, action="delete", target_type="user", target_id=user.id,
+                 new_state={"user_name": user.user_name, "email": user.email})
+
+
+def find(db: Session, ctx: TenantContext, where, *, offset: int, limit: int) -> tuple[int, list[User]]:
+    """A page of users matching a WHERE clause (from users.filters), in creation order, and the total."""
+    query = select(User).where(User.tenant_id == ctx.tenant_id, where)
+    total = db.scalar(select(func.count()).select_from(query.with_only_columns(User.id).subquery()))
+    if limit <= 0 or offset >= total:
+        return total, []
+    rows = list(db.scalars(query.order_by(User.created_at, User.id).offset(offset).limit(limit)))
+    return total, rows

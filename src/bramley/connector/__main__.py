@@ -1,0 +1,4 @@
+"""`python -m bramley.connector …` is `bramley connect …` without the server's command line."""
+from bramley.connector.cli import main
+
+main()
