@@ -116,3 +116,17 @@ def test_a_swarm_can_be_told_to_uninstall_the_agent(fleet):
             listed = {d["serial_number"]: d["agent_installed"] for d in (await f.api("GET", "/devices")).json()}
             assert listed == {d.state.serial_number: d is not removed for d in swarm.devices}
     fleet(scenario)
+
+
+def test_an_agent_removed_without_notice_is_noticed_in_the_next_app_inventory(fleet):
+    async def scenario(f):
+        mac = await f.enrolled("mac", listen=False)
+        assert (await f.record(mac))["agent_installed"] is True
+        assert await mac.uninstall_agent(notify=False) == 0  # deleted by hand: the server hears nothing
+        assert (await f.record(mac))["agent_installed"] is True
+        assert (await f.action(mac, "updateinventory")).status_code == 200
+        await mac.connect()
+        assert (await f.record(mac))["agent_installed"] is False
+        found = await verdict(f, mac)
+        assert found["verified"] is False and [r["rule"] for r in found["failed_rules"]] == ["agent_installed"]
+    fleet(scenario)

@@ -141,6 +141,9 @@ def _apps(db, ctx, enrollment, raw: dict) -> None:
             "version": str(app.get("ShortVersion") or app.get("Version") or ""),
         })
     devices.report(db, ctx, enrollment.device_id, apps=apps)
+    from bramley.trust import service as trust  # (imported here: trust reads devices, which mdm also feeds)
+
+    trust.apps_reported(db, ctx, enrollment.device_id, {a["bundle_id"] for a in apps})
 
 
 def _profiles(db, ctx, enrollment, raw: dict) -> None:

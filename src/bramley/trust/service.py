@@ -26,6 +26,7 @@ from bramley.trust.models import TrustSettings, TrustVerdict
 log = logging.getLogger("bramley.trust")
 
 KIND = "trust.evaluate"
+AGENT_BUNDLE_ID = "dev.bramley.agent"  # how the agent shows in a Mac's installed-application list
 SWEEP_SECONDS = 300  # how often a tenant's verdicts are re-evaluated for the audit trail
 CHUNK = 5000
 
@@ -232,3 +233,12 @@ def agent_report(db: Session, ctx: TenantContext, device_id: str, *, installed: 
     changes = evaluate_devices(db, ctx, [device.id])
     schedule_sweep(db, ctx)
     return {"device_id": device.id, "agent_installed": installed, "trust_changes": changes}
+
+
+def apps_reported(db: Session, ctx: TenantContext, device_id: str, bundle_ids: set[str]) -> None:
+    """The MDM app inventory of a Mac: an agent removed without its uninstall notice (deleted by hand, a
+    reimage) is noticed here, so trust does not go on believing a device that no longer runs it."""
+    device = devices.get(db, ctx, device_id)
+    if device is not None and device.platform == "Mac" and device.agent_installed \
+            and AGENT_BUNDLE_ID not in bundle_ids:
+        agent_report(db, ctx, device.id, installed=False)
