@@ -43,6 +43,24 @@ def fetch_one(db: Session, statement: RawStatement, params: dict, *, binary: boo
         cursor.close()
 
 
+def execute_many(db: Session, statement: RawStatement, rows: list[dict]) -> None:
+    """One statement over many rows on the driver's cursor (psycopg pipelines executemany)."""
+    connection = db.connection()
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        cursor.executemany(statement.text_for(connection.dialect.name), rows)
+    finally:
+        cursor.close()
+
+
+def bound(db: Session, column, value):
+    """`value` as SQLAlchemy would send it for `column` on this session's database (a stored timestamp's text on
+    SQLite, JSON text, ...): rows written on the driver's cursor then read back like any other."""
+    dialect = db.get_bind().dialect
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process(value) if process else value
+
+
 def as_utc(value) -> datetime | None:
     """A UTCDateTime column as the driver returns it: a datetime (psycopg) or SQLite's stored text."""
     if value is None:
