@@ -2,7 +2,6 @@
 device fetches and answers → the device's state and the API's command list show the outcome."""
 from __future__ import annotations
 
-import plistlib
 import uuid
 
 import pytest
@@ -11,6 +10,7 @@ from bramley.connector import (ApiError, AuthenticationFailed, InvalidInput, Not
                                connect)
 from bramley.users import service as users
 from tests.connector.conftest import committed, found, seeded_tenant
+from tests.simulator.fleet import filevault_profile, standard_devices
 
 NOT_ALLOWED = "Command is not allowed for current device"
 
@@ -18,14 +18,7 @@ NOT_ALLOWED = "Command is not allowed for current device"
 @pytest.fixture(scope="module")
 def devices(sim):
     """Listening devices shared by the module; tests that end a device enroll their own."""
-    async def enroll(f):
-        return {"mac": await f.enrolled("mac", supervised=True),
-                "phone": await f.enrolled("iphone", supervised=True, passcode=True),
-                "unsupervised": await f.enrolled("iphone", supervised=False),
-                "ipad": await f.enrolled("ipad", supervised=True),
-                "tv": await f.enrolled("tv")}
-
-    enrolled = sim(enroll)
+    enrolled = sim(standard_devices)
     ids = {name: sim(lambda f, d=device: f.device_id(d)) for name, device in enrolled.items()}
     return enrolled, ids
 
@@ -286,7 +279,7 @@ def test_activation_lock_bypass_codes_and_filevault_key(kandji, sim, devices):
 
         enrollment = device_enrollment(s, ctx, mac_id)
         queue.enqueue(s, ctx, [queue.Target(enrollment.id, enrollment.device_id)], "InstallProfile",
-                      {"Payload": _filevault_profile(pki.escrow_cert(s, ctx))}, priority=20)
+                      {"Payload": filevault_profile(pki.escrow_cert(s, ctx))}, priority=20)
 
     sim(lambda f: f.write(install))
     kandji.update_inventory(mac_id)
@@ -301,23 +294,6 @@ async def _has_key(kandji, device_id) -> bool:
     import asyncio
 
     return (await asyncio.to_thread(kandji.get_filevault_recovery_key, device_id)).key is not None
-
-
-def _filevault_profile(cert) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    cert_uuid = str(uuid.uuid4()).upper()
-    return plistlib.dumps({
-        "PayloadType": "Configuration", "PayloadVersion": 1, "PayloadIdentifier": "com.acme.filevault",
-        "PayloadUUID": str(uuid.uuid4()).upper(), "PayloadDisplayName": "FileVault",
-        "PayloadContent": [
-            {"PayloadType": "com.apple.MCX.FileVault2", "PayloadUUID": str(uuid.uuid4()).upper(), "Enable": "On",
-             "Defer": True, "UseRecoveryKey": True, "ShowRecoveryKey": False},
-            {"PayloadType": "com.apple.security.pkcs1", "PayloadUUID": cert_uuid,
-             "PayloadContent": cert.public_bytes(serialization.Encoding.DER)},
-            {"PayloadType": "com.apple.security.FDERecoveryKeyEscrow", "PayloadUUID": str(uuid.uuid4()).upper(),
-             "Location": "Acme IT", "EncryptCertPayloadUUID": cert_uuid},
-        ]})
 
 
 # --- Update Device, Blueprints -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.simulator.fleet import apns_server, mdm_app, push_pair, shared_fleet  # noqa: F401
+from tests.simulator.fleet import apns_server, mdm_app, push_pair, shared_fleet, standard_devices  # noqa: F401
 
 NOT_ALLOWED = "Command is not allowed for current device"
 
@@ -16,14 +16,7 @@ NOT_ALLOWED = "Command is not allowed for current device"
 @pytest.fixture(scope="module")
 def fleet(shared_fleet):
     """`fleet(scenario)`: scenario(f, d) with d the module's devices, enrolled once and listening."""
-    async def enroll(f):
-        return {"mac": await f.enrolled("mac", supervised=True),
-                "phone": await f.enrolled("iphone", supervised=True, passcode=True),
-                "unsupervised": await f.enrolled("iphone", supervised=False),
-                "ipad": await f.enrolled("ipad", supervised=True),
-                "tv": await f.enrolled("tv")}
-
-    devices = shared_fleet(enroll)
+    devices = shared_fleet(standard_devices)
 
     def run(scenario):
         async def with_devices(f):

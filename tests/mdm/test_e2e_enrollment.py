@@ -2,14 +2,11 @@
 check-ins) and the Iru API shows what they reported."""
 from __future__ import annotations
 
-import plistlib
-import uuid
-
 from bramley.mdm import pki, queue
 from bramley.mdm.actions import device_enrollment
 from bramley.simulator.agent import Refused
 from bramley.simulator.scep_client import EnrollmentFailed
-from tests.simulator.fleet import apns_server, fleet, mdm_app, push_pair  # noqa: F401
+from tests.simulator.fleet import apns_server, filevault_profile, fleet, mdm_app, push_pair  # noqa: F401
 
 
 def test_enrolled_devices_of_every_platform_appear_in_the_device_list(fleet):
@@ -139,7 +136,7 @@ def test_a_filevault_profile_escrows_the_recovery_key(fleet):
         def install(s, ctx):  # no API action installs a FileVault profile yet: queued as the core would
             enrollment = device_enrollment(s, ctx, device_id)
             queue.enqueue(s, ctx, [queue.Target(enrollment.id, enrollment.device_id)], "InstallProfile",
-                          {"Payload": _filevault_profile(pki.escrow_cert(s, ctx))}, priority=20)
+                          {"Payload": filevault_profile(pki.escrow_cert(s, ctx))}, priority=20)
 
         await f.write(install)
         await f.action(mac, "updateinventory")  # pushes; the profile goes first, then SecurityInfo with the PRK
@@ -152,23 +149,6 @@ def test_a_filevault_profile_escrows_the_recovery_key(fleet):
 async def _escrowed(f, mac) -> bool:
     details = (await f.api("GET", f"/devices/{await f.device_id(mac)}/details")).json()
     return details["filevault"].get("filevault_prk_escrowed") is True
-
-
-def _filevault_profile(cert) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    cert_uuid = str(uuid.uuid4()).upper()
-    return plistlib.dumps({
-        "PayloadType": "Configuration", "PayloadVersion": 1, "PayloadIdentifier": "com.acme.filevault",
-        "PayloadUUID": str(uuid.uuid4()).upper(), "PayloadDisplayName": "FileVault",
-        "PayloadContent": [
-            {"PayloadType": "com.apple.MCX.FileVault2", "PayloadUUID": str(uuid.uuid4()).upper(), "Enable": "On",
-             "Defer": True, "UseRecoveryKey": True, "ShowRecoveryKey": False},
-            {"PayloadType": "com.apple.security.pkcs1", "PayloadUUID": cert_uuid,
-             "PayloadContent": cert.public_bytes(serialization.Encoding.DER)},
-            {"PayloadType": "com.apple.security.FDERecoveryKeyEscrow", "PayloadUUID": str(uuid.uuid4()).upper(),
-             "Location": "Acme IT", "EncryptCertPayloadUUID": cert_uuid},
-        ]})
 
 
 def test_a_topic_other_than_the_tenants_is_refused(fleet):

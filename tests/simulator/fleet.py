@@ -7,6 +7,8 @@ push_pair` (and `shared_fleet` for one tenant per module).
 """
 from __future__ import annotations
 
+import plistlib
+
 import asyncio
 import random
 import threading
@@ -255,3 +257,31 @@ def shared_fleet(mdm_app, apns_server, push_pair):
     harness = Harness(mdm_app, new_tenant(mdm_app, push_pair), apns_server.mock, seed=7)
     yield harness
     harness.close()
+
+
+def filevault_profile(cert) -> bytes:
+    """A FileVault profile escrowing the personal recovery key to `cert` (the tenant's escrow certificate)."""
+    from cryptography.hazmat.primitives import serialization
+
+    cert_uuid = str(uuid.uuid4()).upper()
+    return plistlib.dumps({
+        "PayloadType": "Configuration", "PayloadVersion": 1, "PayloadIdentifier": "com.acme.filevault",
+        "PayloadUUID": str(uuid.uuid4()).upper(), "PayloadDisplayName": "FileVault",
+        "PayloadContent": [
+            {"PayloadType": "com.apple.MCX.FileVault2", "PayloadUUID": str(uuid.uuid4()).upper(), "Enable": "On",
+             "Defer": True, "UseRecoveryKey": True, "ShowRecoveryKey": False},
+            {"PayloadType": "com.apple.security.pkcs1", "PayloadUUID": cert_uuid,
+             "PayloadContent": cert.public_bytes(serialization.Encoding.DER)},
+            {"PayloadType": "com.apple.security.FDERecoveryKeyEscrow", "PayloadUUID": str(uuid.uuid4()).upper(),
+             "Location": "Acme IT", "EncryptCertPayloadUUID": cert_uuid},
+        ]})
+
+
+async def standard_devices(f) -> dict:
+    """The five devices the action tests share: a supervised Mac, a supervised iPhone with a passcode, an
+    unsupervised iPhone, a supervised iPad and an Apple TV, enrolled and listening."""
+    return {"mac": await f.enrolled("mac", supervised=True),
+            "phone": await f.enrolled("iphone", supervised=True, passcode=True),
+            "unsupervised": await f.enrolled("iphone", supervised=False),
+            "ipad": await f.enrolled("ipad", supervised=True),
+            "tv": await f.enrolled("tv")}

@@ -30,7 +30,7 @@ from bramley.apiutil import MAX_OFFSET
 from bramley.audit import service as audit
 from bramley.blueprints import service as blueprints
 from bramley.config import Settings
-from bramley.db.base import is_uuid, utcnow
+from bramley.db.base import is_uuid, tenant_row, utcnow
 from bramley.devices import service as devices
 from bramley.errors import DetailError, InvalidField, NotFound
 from bramley.jobs import service as jobs
@@ -341,10 +341,7 @@ def request_sync(db: Session, ctx: TenantContext, integration_id: str) -> None:
 # -- reads -------------------------------------------------------------------------------------------------------
 
 def get(db: Session, ctx: TenantContext, integration_id: str) -> ADEIntegration | None:
-    if not is_uuid(integration_id):
-        return None
-    row = db.get(ADEIntegration, str(integration_id))
-    return row if row is not None and row.tenant_id == ctx.tenant_id else None
+    return tenant_row(db, ADEIntegration, ctx.tenant_id, integration_id)
 
 
 def get_or_raise(db: Session, ctx: TenantContext, integration_id: str) -> ADEIntegration:

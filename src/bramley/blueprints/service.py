@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from bramley.audit import service as audit
 from bramley.blueprints.models import Blueprint
-from bramley.db.base import is_uuid
+from bramley.db.base import is_uuid, tenant_row
 from bramley.errors import Conflict, InvalidField, NotFound, RuleViolation
 from bramley.library import service as library
 from bramley.tenancy.context import TenantContext
@@ -66,10 +66,7 @@ def create(db: Session, ctx: TenantContext, *, name: str, enrollment_code_active
 
 
 def get(db: Session, ctx: TenantContext, blueprint_id: str) -> Blueprint | None:
-    if not is_uuid(blueprint_id):
-        return None
-    bp = db.get(Blueprint, str(blueprint_id))
-    return bp if bp is not None and bp.tenant_id == ctx.tenant_id else None
+    return tenant_row(db, Blueprint, ctx.tenant_id, blueprint_id)
 
 
 def get_or_raise(db: Session, ctx: TenantContext, blueprint_id: str) -> Blueprint:

@@ -61,3 +61,12 @@ def is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def tenant_row(db, model, tenant_id: str, row_id):
+    """The row of `model` with this UUID primary key in this tenant, or None (malformed ids and other tenants'
+    rows alike: a caller never learns that an id exists elsewhere)."""
+    if not is_uuid(row_id):
+        return None
+    row = db.get(model, str(row_id))
+    return row if row is not None and row.tenant_id == tenant_id else None

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bramley.audit import service as audit
-from bramley.db.base import is_uuid, utcnow
+from bramley.db.base import is_uuid, tenant_row, utcnow
 from bramley.errors import Conflict, NotFound
 from bramley.tenancy.context import TenantContext
 from bramley.users.models import DirectoryGroup, GroupMember, User
@@ -84,10 +84,7 @@ def create(db: Session, ctx: TenantContext, *, display_name: str, external_id: s
 
 
 def get(db: Session, ctx: TenantContext, group_id: str) -> DirectoryGroup | None:
-    if not is_uuid(group_id):
-        return None
-    group = db.get(DirectoryGroup, str(group_id))
-    return group if group is not None and group.tenant_id == ctx.tenant_id else None
+    return tenant_row(db, DirectoryGroup, ctx.tenant_id, group_id)
 
 
 def get_or_raise(db: Session, ctx: TenantContext, group_id: str) -> DirectoryGroup:

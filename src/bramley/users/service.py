@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bramley.audit import service as audit
-from bramley.db.base import is_uuid, new_uuid, utcnow
+from bramley.db.base import new_uuid, tenant_row, utcnow
 from bramley.errors import Conflict, DetailError, InvalidField, NotFound
 from bramley.tenancy.context import TenantContext
 from bramley.users.models import User, UserEmail
@@ -87,10 +87,7 @@ def create_many(db: Session, ctx: TenantContext, specs: list[NewUser], *, audite
 
 
 def get(db: Session, ctx: TenantContext, user_id: str) -> User | None:
-    if not is_uuid(user_id):
-        return None
-    user = db.get(User, str(user_id))
-    return user if user is not None and user.tenant_id == ctx.tenant_id else None
+    return tenant_row(db, User, ctx.tenant_id, user_id)
 
 
 def get_or_raise(db: Session, ctx: TenantContext, user_id: str) -> User:
