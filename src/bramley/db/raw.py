@@ -43,12 +43,18 @@ def fetch_one(db: Session, statement: RawStatement, params: dict, *, binary: boo
         cursor.close()
 
 
-def execute_many(db: Session, statement: RawStatement, rows: list[dict]) -> None:
-    """One statement over many rows on the driver's cursor (psycopg pipelines executemany)."""
+def insert_rows(db: Session, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Append many rows: PostgreSQL's COPY (one stream, no per-row statement), executemany on SQLite."""
     connection = db.connection()
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        cursor.executemany(statement.text_for(connection.dialect.name), rows)
+        if connection.dialect.name == "postgresql":
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                               rows)
     finally:
         cursor.close()
 

@@ -9,7 +9,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bramley.db.base import utcnow
-from bramley.db.raw import RawStatement, bound, execute_many
+from bramley.db.raw import bound, insert_rows
 from bramley.mdm.models import Command, CommandHistory, QueuedCommand
 from bramley.mdm.protocol import FINAL_STATUSES, encode_command, new_command_uuid
 from bramley.tenancy.context import TenantContext
@@ -23,14 +23,10 @@ class Target:
     device_id: str
 
 
-_QUEUE_ROW = RawStatement(
-    "INSERT INTO mdm_queue (tenant_id, enrollment_id, command_uuid, request_type, priority, status, not_now_count, "
-    "attempts, created_at) VALUES (:tenant_id, :enrollment_id, :command_uuid, :request_type, :priority, 'queued', 0, "
-    "0, :created_at)")
-_HISTORY_ROW = RawStatement(
-    "INSERT INTO mdm_command_history (tenant_id, device_id, enrollment_id, command_uuid, request_type, status, "
-    "error_chain, attempts, created_at) VALUES (:tenant_id, :device_id, :enrollment_id, :command_uuid, "
-    ":request_type, 'Pending', :error_chain, 0, :created_at)")
+_QUEUE_COLUMNS = ("tenant_id", "enrollment_id", "command_uuid", "request_type", "priority", "status", "not_now_count",
+                  "attempts", "created_at")
+_HISTORY_COLUMNS = ("tenant_id", "device_id", "enrollment_id", "command_uuid", "request_type", "status",
+                    "error_chain", "attempts", "created_at")
 
 
 def enqueue(db: Session, ctx: TenantContext, targets: list[Target], request_type: str, fields: dict, *,
@@ -46,13 +42,12 @@ def enqueue(db: Session, ctx: TenantContext, targets: list[Target], request_type
     # (the ORM's per-row parameter processing took longer than the database did).
     created = bound(db, QueuedCommand.__table__.c.created_at, now)
     no_errors = bound(db, CommandHistory.__table__.c.error_chain, [])
-    execute_many(db, _QUEUE_ROW, [
-        {"tenant_id": ctx.tenant_id, "enrollment_id": t.enrollment_id, "command_uuid": command_uuid,
-         "request_type": request_type, "priority": priority, "created_at": created} for t in targets])
+    tenant = ctx.tenant_id
+    insert_rows(db, "mdm_queue", _QUEUE_COLUMNS, [
+        (tenant, t.enrollment_id, command_uuid, request_type, priority, "queued", 0, 0, created) for t in targets])
     # History rows (status Pending) give /commands its list; completion updates them in place.
-    execute_many(db, _HISTORY_ROW, [
-        {"tenant_id": ctx.tenant_id, "device_id": t.device_id, "enrollment_id": t.enrollment_id,
-         "command_uuid": command_uuid, "request_type": request_type, "error_chain": no_errors, "created_at": created}
+    insert_rows(db, "mdm_command_history", _HISTORY_COLUMNS, [
+        (tenant, t.device_id, t.enrollment_id, command_uuid, request_type, "Pending", no_errors, 0, created)
         for t in targets])
     return command_uuid
 
