@@ -14,8 +14,6 @@ from bramley.mdm.models import Command, CommandHistory, QueuedCommand
 from bramley.mdm.protocol import FINAL_STATUSES, encode_command, new_command_uuid
 from bramley.tenancy.context import TenantContext
 
-BULK_CHUNK = 5000
-
 
 @dataclass
 class Target:
