@@ -17,7 +17,7 @@ from bramley.db.engine import Database
 from bramley.devices.api import router as devices_router
 from bramley.logs import configure_logging
 from bramley.mdm.actions_api import router as device_actions_router
-from bramley.mdm.api import router as mdm_router
+from bramley.mdm.api import DeviceDoor
 from bramley.mdm.enroll_api import router as enroll_router
 from bramley.openapi import install as install_openapi
 from bramley.scim.api import router as scim_router
@@ -47,12 +47,21 @@ async def _lifespan(app: FastAPI):
     finally:
         if worker is not None:
             await asyncio.to_thread(worker.stop_thread)
+        if app.state.db.reader is not None:  # PostgreSQL's read connections, closed on the loop that ran them
+            await app.state.db.reader.close()
+
+
+class Bramley(FastAPI):
+    def build_middleware_stack(self):
+        """The device door goes in front of every framework layer: each enrolled device comes through it on every
+        exchange, and the error, telemetry and edge wrappers cost more than a check-in's own work there."""
+        return DeviceDoor(super().build_middleware_stack(), self.state)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
-    app = FastAPI(
+    app = Bramley(
         title="Bramley (Iru Endpoint Management compatible API)",
         version="1.0",
         openapi_url="/api/v1/openapi.json",
@@ -66,8 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = Database(settings)
     app.state.rate_limiter = TenantRateLimiter(settings)
 
-    for router in (devices_router, device_actions_router, blueprints_router, users_router, tags_router,
-                   audit_router, mdm_router, enroll_router, secrets_router, scim_router,
+    # SCIM first: identity providers provision in bursts, and FastAPI tries routes in order (its paths are all
+    # under /api/v1/scim, so the order changes no other route's match).
+    for router in (scim_router, devices_router, device_actions_router, blueprints_router, users_router, tags_router,
+                   audit_router, enroll_router, secrets_router,
                    trust_router, ade_router, scim_admin_router, assignment_rules_router):
         app.include_router(router)
 

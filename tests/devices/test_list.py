@@ -161,3 +161,22 @@ def test_mac_filter_finds_a_seeded_device_by_the_address_its_details_show(client
     mac = client.get(f"/api/v1/devices/{device['device_id']}/details", headers=tenant.auth).json()["network"]["mac_address"]
     found = client.get(f"/api/v1/devices?mac_address={mac}", headers=tenant.auth).json()
     assert [d["device_id"] for d in found] == [device["device_id"]]
+
+
+def test_whole_fleet_page_is_the_stored_documents_joined_in_order(client, db, make_tenant):
+    """The unfiltered default-ordered page (PostgreSQL: read on the AsyncReader, SQLite: one joined BLOB) is
+    byte for byte the stored documents in list order, as the service's session path builds it too."""
+    from bramley.db.raw import RawStatement, fetch_all
+    from bramley.devices import service as devices
+
+    t = make_tenant(devices=25)
+    with db.unit_of_work(write=False) as s:
+        docs = [doc if isinstance(doc, str) else doc.decode() for doc, in fetch_all(s, RawStatement(
+            "SELECT doc FROM devices WHERE tenant_id = :tenant ORDER BY position"), {"tenant": t.id})]
+    for limit, offset in ((10, 0), (10, 20), (300, 0), (5, 24), (5, 25)):
+        r = client.get(f"/api/v1/devices?limit={limit}&offset={offset}", headers=t.auth)
+        expected = ("[" + ",".join(docs[offset:offset + limit]) + "]").encode()
+        assert r.status_code == 200 and r.content == expected, (limit, offset)
+        with db.unit_of_work(write=False) as s:
+            assert devices.list_json(s, t.ctx(s), filters=devices.NO_FILTERS, limit=limit, offset=offset) == expected
+    assert r.text == "[]"

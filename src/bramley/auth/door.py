@@ -15,9 +15,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bramley.auth import service as tokens
+from bramley.db.raw import AsyncReader
 from bramley.tenancy import service as tenants
 from bramley.tenancy.context import TenantContext
 from bramley.tenancy.hosts import tenant_from_host
+from bramley.tenancy.service import TenantName
 
 log = logging.getLogger("bramley.auth")
 
@@ -48,8 +50,11 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
         yield session
         ok = True
     finally:
-        with anyio.CancelScope(shield=True):  # a client gone mid-request must still give the connection back
-            await run_db(request, _end, session, ok)
+        if not session.in_transaction():
+            session.close()  # never touched the database (a read served on the AsyncReader): no thread needed
+        else:
+            with anyio.CancelScope(shield=True):  # a client gone mid-request must still give the connection back
+                await run_db(request, _end, session, ok)
 
 
 READS = ("GET", "HEAD")
@@ -89,17 +94,56 @@ def _identify(request: Request, db: Session):
     host_tenant = None
     if host is not None:
         host_tenant = tenants.get_by_subdomain(db, host.subdomain)
-        if host_tenant is None or host_tenant.region != host.region:
-            raise DoorRefusal(404, {"detail": "Not found."})
+        _check_host(host, host_tenant)
+    token = tokens.authenticate(db, _credential(request))
+    _check_token(token, host_tenant)
+    return token, host_tenant or tenants.name_of(db, token.tenant_id)
+
+
+async def _identify_read(request: Request, reader: AsyncReader, db: Session):
+    """`_identify` for a pure read on PostgreSQL, in the same order: the token on the AsyncReader, the tenants
+    from the door's memory of them (the session, in a worker thread, only for one not seen yet)."""
+    host = tenant_from_host(request.headers.get("host"))
+    host_tenant = None
+    if host is not None:
+        host_tenant = await _remembered(_hosts_seen, host.subdomain, tenants.name_by_subdomain, db)
+        _check_host(host, host_tenant)
+    token = await tokens.authenticate_on(reader, _credential(request))
+    _check_token(token, host_tenant)
+    return token, host_tenant or await _remembered(_tenants_seen, token.tenant_id, tenants.name_of, db)
+
+
+def _check_host(host, host_tenant) -> None:
+    if host_tenant is None or host_tenant.region != host.region:
+        raise DoorRefusal(404, {"detail": "Not found."})
+
+
+def _credential(request: Request) -> str:
     value = _bearer(request)
     if value is None:
         raise DoorRefusal(401, {"detail": "Authentication credentials were not provided."})
-    token = tokens.authenticate(db, value)
-    if token is None:
+    return value
+
+
+def _check_token(token: tokens.Credential | None, host_tenant) -> None:
+    if token is None or (host_tenant is not None and host_tenant.id != token.tenant_id):
         raise DoorRefusal(401, {"detail": "Invalid token."})
-    if host_tenant is not None and host_tenant.id != token.tenant_id:
-        raise DoorRefusal(401, {"detail": "Invalid token."})
-    return token, host_tenant or tenants.name_of(db, token.tenant_id)
+
+
+# A tenant's id, subdomain and region never change once created (tenancy remembers them per process too). The
+# door keeps those it has seen, so a read on the event loop needs no worker thread for them. Misses are asked
+# each time: an unknown host may name a tenant created later.
+_hosts_seen: dict[str, TenantName] = {}
+_tenants_seen: dict[str, TenantName] = {}
+
+
+async def _remembered(seen: dict[str, TenantName], key: str, lookup, db: Session) -> TenantName | None:
+    found = seen.get(key)
+    if found is None:
+        found = await run_in_threadpool(lookup, db, key)
+        if found is not None:
+            seen[key] = found
+    return found
 
 
 def _record_use(request: Request, db: Session, token_id: str) -> None:
@@ -122,6 +166,23 @@ def _record_use(request: Request, db: Session, token_id: str) -> None:
 async def api_context(request: Request, db: Session = Depends(get_db, scope="function")) -> TenantContext:
     # Async so the rate limiter runs on the event loop.
     token, tenant = await run_db(request, _identify, request, db)
+    return await _admit(request, db, token, tenant)
+
+
+async def api_read_context(request: Request, db: Session = Depends(get_db, scope="function")) -> TenantContext:
+    """The door for routes that never write in the request's transaction (the device list): same answers as
+    `api_context`. On PostgreSQL the token is read on the AsyncReader, outside that transaction, which then
+    begins only if the route needs the session. SQLite's reads already run on the event loop: `api_context`.
+    """
+    reader = request.app.state.db.reader
+    if reader is None:
+        return await api_context(request, db)
+    token, tenant = await _identify_read(request, reader, db)
+    return await _admit(request, db, token, tenant)
+
+
+async def _admit(request: Request, db: Session, token: tokens.Credential, tenant) -> TenantContext:
+    """The rest of the door once the token is known: last use, rate limit (429), route permission (403)."""
     if tokens.use_is_due(token):
         await run_in_threadpool(_record_use, request, db, token.id)
     verdict = await request.app.state.rate_limiter.hit(token.tenant_id)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from bramley.audit import service as audit
 from bramley.auth.models import ApiToken
 from bramley.db.base import utcnow
-from bramley.db.raw import RawStatement, as_json, as_utc, fetch_one
+from bramley.db.raw import AsyncReader, RawStatement, as_json, as_utc, fetch_one
 from bramley.errors import InvalidField, NotFound
 from bramley.tenancy.context import TenantContext
 
@@ -87,7 +87,15 @@ _BY_HASH = RawStatement("SELECT id, tenant_id, description, all_access, permissi
 
 def authenticate(db: Session, value: str) -> Credential | None:
     """The live token with this value, or None (unknown, revoked or expired)."""
-    row = fetch_one(db, _BY_HASH, {"token_hash": hash_token(value)})
+    return _live(fetch_one(db, _BY_HASH, {"token_hash": hash_token(value)}))
+
+
+async def authenticate_on(reader: AsyncReader, value: str) -> Credential | None:
+    """`authenticate` on PostgreSQL's AsyncReader: for requests that read the token in no transaction of theirs."""
+    return _live(await reader.fetch_one(_BY_HASH, {"token_hash": hash_token(value)}))
+
+
+def _live(row: tuple | None) -> Credential | None:
     if row is None:
         return None
     token_id, tenant_id, description, all_access, permissions, last_used_at, expires_at, revoked_at = row

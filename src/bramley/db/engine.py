@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from bramley.config import Settings
+from bramley.db.raw import AsyncReader
 
 
 class WriteGate:
@@ -100,6 +101,10 @@ def make_engine(settings: Settings) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20)
 
 
+# Per process, beside the engine's pool: enough for the requests one worker has in flight at once.
+READER_CONNECTIONS = 10
+
+
 class Database:
     """Holds the engine and session factory of one app instance."""
 
@@ -112,6 +117,12 @@ class Database:
         # For transactions known to write (non-GET requests, device check-ins, jobs, CLI): same pool.
         self.write_sessions = sessionmaker(self.engine.execution_options(sqlite_begin="IMMEDIATE"),
                                            expire_on_commit=False, autoflush=False, info={"settings": settings})
+        # PostgreSQL's reads on the event loop (db/raw.py says which and why). SQLite needs none: its reads
+        # already run on the loop.
+        self.reader: AsyncReader | None = None
+        if self.engine.dialect.name == "postgresql":
+            url = self.engine.url.set(drivername="postgresql")
+            self.reader = AsyncReader(url.render_as_string(hide_password=False), size=READER_CONNECTIONS)
 
     @contextmanager
     def unit_of_work(self, *, write: bool = True) -> Iterator[Session]:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from bramley.apiutil import RawJSON, limit_offset
-from bramley.auth.door import api_context, get_db, run_db
+from bramley.auth.door import api_context, api_read_context, get_db, run_db
 from bramley.auth.permissions import grant
 from bramley.devices import schemas
 from bramley.devices import service as devices
@@ -25,10 +25,11 @@ FILTERS = [f.name for f in fields(devices.DeviceFilters)]
 
 
 async def list_query(request: Request) -> tuple[devices.DeviceFilters, tuple[int, int], str | None]:
-    """Filters, page and ordering, validated from the raw query in one step (async: pure, no worker-thread hop).
+    """Filters, page and ordering, validated from the raw query in one step.
 
     Not FastAPI query parameters: its per-parameter handling of 22 of them cost more than the page's SQL.
-    QUERY_PARAMETERS documents them instead. Unknown parameters are ignored.
+    QUERY_PARAMETERS documents them instead. Unknown parameters are ignored. Called by the route after the door
+    (a bad token's 401 comes before a bad query's 400), not as a dependency: one resolution less per request.
     """
     try:
         query = schemas.DeviceListQuery.model_validate(dict(request.query_params))
@@ -46,11 +47,14 @@ QUERY_PARAMETERS = [{"name": name, "in": "query", "required": False, "schema": s
             openapi_extra={**grant("Devices", INFO, "Device list"), "parameters": QUERY_PARAMETERS})
 async def list_devices(
     request: Request,
-    ctx: TenantContext = Depends(api_context),  # first: the door answers before a bad query's 400
+    ctx: TenantContext = Depends(api_read_context),
     db: Session = Depends(get_db, scope="function"),
-    query: tuple = Depends(list_query),
 ):
-    filters, (limit, offset), ordering = query
+    filters, (limit, offset), ordering = await list_query(request)
+    # A pure read: PostgreSQL serves the whole-fleet page on its AsyncReader (no transaction, no worker thread).
+    reader = request.app.state.db.reader
+    if reader is not None and devices.is_whole_fleet(filters, ordering):
+        return RawJSON(await devices.whole_fleet_page(reader, ctx, limit=limit, offset=offset))
     body = await run_db(request, partial(devices.list_json, db, ctx, filters=filters, limit=limit, offset=offset,
                                          ordering=ordering))
     return RawJSON(body)

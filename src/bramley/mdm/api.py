@@ -1,20 +1,34 @@
-"""The device door: PUT check-in and connect. Bare HTTP statuses, never a 401 (it can unenroll devices)."""
+"""The device door: PUT check-in and connect. Bare HTTP statuses, never a 401 (it can unenroll devices).
+
+Plain ASGI in front of the whole app (see `bramley.app.Bramley`) rather than FastAPI routes: every device of the
+fleet comes through here on every exchange, and route matching against every API route, the framework's
+middlewares and its dependency machinery cost more than the check-in's own work. Its database work runs in turns
+on threads of its own (DoorTurns): the requests waiting share one transaction, so a busy door commits once per
+turn, not once per request (group commit).
+"""
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
-
-from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from bramley.mdm import service
 from bramley.mdm.protocol import ProtocolError, decode_checkin, decode_report
 from bramley.tenancy import service as tenants
 
 log = logging.getLogger("bramley.mdm")
-router = APIRouter(prefix="/mdm/t/{subdomain}", include_in_schema=False)
 CHECKIN_TYPE = "application/x-apple-aspen-mdm-checkin"
 MAX_DEVICE_BODY = 4 * 1024 * 1024
+DOOR_PATH = re.compile(r"/mdm/t/([^/]+)/(checkin|connect|mdm)/?")
+POSTGRES_LANES = 8
 
 
 class Refused(Exception):
@@ -22,18 +36,63 @@ class Refused(Exception):
         self.status, self.reason = status, reason
 
 
-def _identity_hash(db, ctx, request: Request, body: bytes) -> str:
-    """sha256 of the identity certificate: from Mdm-Signature, or from a TLS proxy's forwarded client cert."""
+class VerifiedCertificates:
+    """Forwarded client certificates already checked against their tenant's CA: header value → (certificate hash,
+    end of validity). A device sends the same certificate on every request, and parsing it and verifying the CA's
+    signature on it was the largest part of a check-in's CPU. Keyed by the CA certificate as well, so a replaced
+    CA verifies everything afresh; expiry is still checked on every use. Bounded: least recently used go first."""
+
+    def __init__(self, size: int = 100_000):
+        self._entries: OrderedDict[tuple, tuple[str, datetime]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(ca_cert, value: str) -> tuple:
+        return ca_cert, hashlib.blake2b(value.encode(), digest_size=20).digest()
+
+    def get(self, key: tuple) -> str | None:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return None
+            if datetime.now(timezone.utc) > hit[1]:
+                del self._entries[key]  # expired since it was checked: the full check will say so
+                return None
+            self._entries.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: tuple, cert_hash: str, not_after: datetime) -> None:
+        with self._lock:
+            self._entries[key] = (cert_hash, not_after)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+_verified = VerifiedCertificates()
+
+
+def _identity_hash(db, ctx, settings, headers: Mapping[str, str], body: bytes) -> str:
+    """sha256 of the identity certificate: from Mdm-Signature, or from a TLS proxy's forwarded client cert.
+    `headers` answers lower-case names."""
     from bramley.mdm import pki, signature
 
     ca_cert = pki.ca_cert(db, ctx)
-    header = request.headers.get("mdm-signature")
-    forwarded_name = request.app.state.settings.client_cert_header
+    header = headers.get("mdm-signature")
+    forwarded_name = (settings.client_cert_header or "").lower()
     try:
         if header:
             cert = signature.verify_mdm_signature(header, body, ca_cert)
-        elif forwarded_name and request.headers.get(forwarded_name):
-            cert = signature.cert_from_forwarded_header(request.headers[forwarded_name], ca_cert)
+        elif forwarded_name and headers.get(forwarded_name):
+            value = headers[forwarded_name]
+            key = _verified.key(ca_cert, value)
+            cert_hash = _verified.get(key)
+            if cert_hash is not None:
+                return cert_hash
+            cert = signature.cert_from_forwarded_header(value, ca_cert)
+            cert_hash = signature.cert_sha256(cert)
+            _verified.put(key, cert_hash, cert.not_valid_after_utc)
+            return cert_hash
         else:
             raise Refused(400, "no device identity")
     except signature.SignatureError as exc:
@@ -41,16 +100,19 @@ def _identity_hash(db, ctx, request: Request, body: bytes) -> str:
     return signature.cert_sha256(cert)
 
 
-def _identify(request: Request, subdomain: str, body: bytes, *, bound_device: bool = False):
+def _identify(app_state, subdomain: str, headers: Mapping[str, str], body: bytes, *, bound_device: bool = False):
     """The read half of every device-door request, before any write transaction (on SQLite writers take turns,
     so a turn should hold only the state change): the tenant (404), the identity certificate (400) and, for the
-    agent door, the device whose enrollment that certificate is bound to. Returns (ctx, cert hash | device id)."""
-    with request.app.state.db.unit_of_work(write=False) as db:
+    agent door, the device whose enrollment that certificate is bound to. Returns (ctx, cert hash | device id).
+
+    Usually answered from caches (tenant, CA, verified certificates) without a query, so the session is only
+    closed, not committed: committing an unused session still begins and ends a transaction."""
+    with closing(app_state.db.sessions()) as db:
         tenant = tenants.name_by_subdomain(db, subdomain)
         if tenant is None:
             raise Refused(404, "unknown tenant")
         ctx = tenants.system_context(tenant)
-        cert_hash = _identity_hash(db, ctx, request, body)
+        cert_hash = _identity_hash(db, ctx, app_state.settings, headers, body)
         if not bound_device:
             return ctx, cert_hash
         enrollment_id = service.bound_enrollment(db, ctx, cert_hash)
@@ -60,50 +122,181 @@ def _identify(request: Request, subdomain: str, body: bytes, *, bound_device: bo
         return ctx, enrollment.device_id
 
 
-def device_of_request(request: Request, subdomain: str, body: bytes):
+def device_of_request(request, subdomain: str, body: bytes):
     """(ctx, device_id) of a request signed by an enrolled device's identity: the check the agent door (/agent/…)
     shares with check-ins. Refused(404) for an unknown tenant, Refused(400) without a bound identity."""
-    return _identify(request, subdomain, body, bound_device=True)
+    return _identify(request.app.state, subdomain, request.headers, body, bound_device=True)
 
 
-def _handle(request: Request, subdomain: str, body: bytes, kind: str) -> service.Reply:
-    ctx, cert_hash = _identify(request, subdomain, body)
+@dataclass
+class DeviceRequest:
+    subdomain: str
+    kind: str  # checkin | connect
+    headers: dict[str, str]
+    body: bytes
+    reply: asyncio.Future  # of service.Reply, or Refused
+
+
+def _prepare(app_state, request: DeviceRequest):
+    """Everything before the transaction: who is asking (tenant, certificate) and what the message says."""
+    ctx, cert_hash = _identify(app_state, request.subdomain, request.headers, request.body)
     try:
-        message = decode_checkin(body) if kind == "checkin" else decode_report(body)
-        with request.app.state.db.unit_of_work() as db:
-            if kind == "checkin":
-                return service.checkin(db, ctx, cert_hash, message)
-            return service.connect(db, ctx, cert_hash, message)
-    except (ProtocolError, service.IdentityMismatch) as exc:
-        # Rolled back by raising: a refused request changes nothing.
+        message = decode_checkin(request.body) if request.kind == "checkin" else decode_report(request.body)
+    except ProtocolError as exc:
         raise Refused(400, str(exc)) from None
+    return ctx, cert_hash, message
 
 
-async def _serve(request: Request, subdomain: str, kind: str) -> Response:
-    body = await request.body()
-    if len(body) > MAX_DEVICE_BODY:
-        return Response(status_code=413)
-    try:
-        reply = await run_in_threadpool(_handle, request, subdomain, body, kind)
-    except Refused as exc:
-        log.info("device request refused (%s %s): %s", kind, exc.status, exc.reason)
-        return Response(status_code=exc.status)
-    return Response(reply.body, status_code=reply.status,
-                    media_type=reply.content_type if reply.body else None)
+def _serve_turn(app_state, requests: list[DeviceRequest]) -> list:
+    """One turn of the door: every request's reply (or Refused, or the exception it raised), in order.
+
+    Under load a turn holds many requests, run in one transaction: its begin and commit, SQLite's write lock and
+    the hop to this thread are paid once per turn instead of once per request. Should any request be refused or
+    fail, that transaction is rolled back and each request runs again in a transaction of its own, so one
+    request's refusal or failure never touches the others' changes (savepoints would give the same isolation,
+    but cost two statements per request, round trips on PostgreSQL, where requests almost never fail). If a
+    commit fails, the requests in it fail with it and none of their changes stay."""
+    outcomes: list = [None] * len(requests)
+    prepared = []
+    for index, request in enumerate(requests):
+        try:
+            prepared.append((index, request.kind, *_prepare(app_state, request)))
+        except Exception as exc:  # Refused, or a failure of this request alone
+            outcomes[index] = exc
+    if len(prepared) > 1:
+        try:
+            outcomes_together = _run(app_state, prepared)
+        except Exception:
+            log.info("a device request failed in a turn of %d: each runs alone", len(prepared))
+        else:
+            for (index, *_), reply in zip(prepared, outcomes_together):
+                outcomes[index] = reply
+            return outcomes
+    for item in prepared:
+        try:
+            outcomes[item[0]] = _run(app_state, [item])[0]
+        except (ProtocolError, service.IdentityMismatch) as exc:
+            outcomes[item[0]] = Refused(400, str(exc))  # rolled back: a refused request changes nothing
+        except Exception as exc:
+            outcomes[item[0]] = exc
+    return outcomes
 
 
-@router.put("/checkin")
-async def checkin(request: Request, subdomain: str):
-    return await _serve(request, subdomain, "checkin")
+def _run(app_state, prepared: list[tuple]) -> list[service.Reply]:
+    """The prepared requests in one transaction, committed only if every one of them succeeds."""
+    with app_state.db.unit_of_work() as db:
+        answered = [(ctx, _apply(db, kind, ctx, cert_hash, message)) for _, kind, ctx, cert_hash, message in prepared]
+        db.flush()  # what the requests changed through the ORM, before the devices' rows are patched
+        service.mark_seen(db, answered)
+    return [reply for _, reply in answered]
 
 
-@router.put("/connect")
-async def connect(request: Request, subdomain: str):
-    return await _serve(request, subdomain, "connect")
+def _apply(db, kind: str, ctx, cert_hash: str, message) -> service.Reply:
+    if kind == "checkin":
+        return service.checkin(db, ctx, cert_hash, message)
+    return service.connect(db, ctx, cert_hash, message)
 
 
-@router.put("/mdm")
-async def combined(request: Request, subdomain: str):
-    """One URL for both (NanoMDM style): check-ins are told apart by their Content-Type."""
-    kind = "checkin" if request.headers.get("content-type", "").startswith(CHECKIN_TYPE) else "connect"
-    return await _serve(request, subdomain, kind)
+class DoorTurns:
+    """Requests wait here for the next turn; `lanes` turns run at once (one on SQLite, where writers take turns
+    anyway; several on PostgreSQL, whose round trips overlap). A turn takes every request waiting, up to
+    MAX_TURN, so turns grow with the load and a lone request goes at once."""
+
+    MAX_TURN = 64
+
+    def __init__(self, app_state, lanes: int):
+        self._state = app_state
+        self._waiting: list[DeviceRequest] = []
+        self._lanes = lanes
+        self._busy = 0
+        self._threads = ThreadPoolExecutor(lanes, thread_name_prefix="device-door")
+
+    async def serve(self, request: DeviceRequest):
+        self._waiting.append(request)
+        if self._busy < self._lanes:
+            self._busy += 1
+            asyncio.get_running_loop().create_task(self._run_lane())
+        return await request.reply
+
+    async def _run_lane(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                turn, self._waiting = self._waiting[:self.MAX_TURN], self._waiting[self.MAX_TURN:]
+                try:
+                    outcomes = await loop.run_in_executor(self._threads, _serve_turn, self._state, turn)
+                except BaseException as exc:  # the lane itself failed (cancelled, shut down): fail its requests
+                    for request in turn:
+                        if not request.reply.done():
+                            request.reply.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+                    raise
+                for request, outcome in zip(turn, outcomes):
+                    if request.reply.done():
+                        continue  # its client went away
+                    if isinstance(outcome, BaseException):
+                        request.reply.set_exception(outcome)
+                    else:
+                        request.reply.set_result(outcome)
+        finally:
+            self._busy -= 1
+
+
+class DeviceDoor:
+    """Serves PUT /mdm/t/{subdomain}/checkin, /connect and /mdm (NanoMDM style: one URL for both, check-ins told
+    apart by their Content-Type); passes every other request on to the app."""
+
+    def __init__(self, app, state) -> None:
+        self.app = app
+        self.turns = DoorTurns(state, lanes=1 if state.db.dialect == "sqlite" else POSTGRES_LANES)
+
+    async def __call__(self, scope, receive, send) -> None:
+        match = DOOR_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "PUT":
+            await _reply(send, 405, headers=[(b"allow", b"PUT")])
+            return
+        subdomain, kind = match.groups()
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        if kind == "mdm":
+            kind = "checkin" if headers.get("content-type", "").startswith(CHECKIN_TYPE) else "connect"
+        body = await _read_body(receive)
+        if body is None:
+            await _reply(send, 413)
+            return
+        request = DeviceRequest(subdomain, kind, headers, body, asyncio.get_running_loop().create_future())
+        try:
+            reply = await self.turns.serve(request)
+        except Refused as exc:
+            log.info("device request refused (%s %s): %s", kind, exc.status, exc.reason)
+            await _reply(send, exc.status)
+            return
+        except Exception:
+            log.exception("device request failed (%s)", kind)
+            await _reply(send, 500)
+            return
+        await _reply(send, reply.status, reply.body, [(b"content-type", reply.content_type.encode())]
+                     if reply.body else [])
+
+
+async def _read_body(receive) -> bytes | None:
+    """The whole request body, or None past MAX_DEVICE_BODY."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_DEVICE_BODY:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def _reply(send, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*(headers or []), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -5,6 +5,7 @@ import logging
 import plistlib
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bramley.db.base import utcnow
@@ -186,8 +187,9 @@ def _lost_mode(db, ctx, enrollment, changes: dict) -> None:
     devices.report(db, ctx, enrollment.device_id, details={"lost_mode": {**current, **changes}})
 
 
-def handle_result(db: Session, ctx: TenantContext, enrollment: Enrollment, outcome: queue.Outcome,
-                  report: Report) -> None:
+def handle_result(db: Session, ctx: TenantContext, enrollment, outcome: queue.Outcome, report: Report) -> None:
+    """Record what a finished command's answer says. `enrollment` is the channel it ran on (`service.Channel`:
+    id, device_id, udid, type, enabled); an erase turns the channel off, in the database and on it."""
     kind, raw = outcome.request_type, report.raw
     now = utcnow()
     if report.status != "Acknowledged":
@@ -211,6 +213,8 @@ def handle_result(db: Session, ctx: TenantContext, enrollment: Enrollment, outco
     elif kind == "EraseDevice":
         # The device wipes itself without a CheckOut: this channel is over.
         enrollment.enabled = False
+        db.execute(update(Enrollment).where(Enrollment.tenant_id == ctx.tenant_id, Enrollment.id == enrollment.id)
+                   .values(enabled=False))
         queue.deactivate(db, ctx, [enrollment.id], reason="Erased")
         devices.report(db, ctx, enrollment.device_id, columns={"mdm_enabled": False, "is_removed": True})
     elif kind == "EnableLostMode":

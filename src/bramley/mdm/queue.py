@@ -9,7 +9,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bramley.db.base import utcnow
-from bramley.db.raw import bound, insert_rows
+from bramley.db.raw import RawStatement, bound, dialect_of, execute, fetch_one, insert_rows
 from bramley.mdm.models import Command, CommandHistory, QueuedCommand
 from bramley.mdm.protocol import FINAL_STATUSES, encode_command, new_command_uuid
 from bramley.tenancy.context import TenantContext
@@ -72,54 +72,95 @@ class Outcome:
     final: bool
 
 
+# The connect path runs these on every device request: plain SQL on the driver's cursor (db/raw.py), since
+# SQLAlchemy's statement building and ORM bookkeeping cost several times what the database took to run them.
+_REOFFER = RawStatement("UPDATE mdm_queue SET status = 'queued' WHERE tenant_id = :tenant AND "
+                        "enrollment_id = :enrollment AND status = 'not_now'")
+_PENDING = RawStatement("SELECT request_type, attempts FROM mdm_queue WHERE tenant_id = :tenant AND "
+                        "enrollment_id = :enrollment AND command_uuid = :command")
+_NOT_NOW = RawStatement("UPDATE mdm_queue SET status = 'not_now', not_now_count = not_now_count + 1 WHERE "
+                        "tenant_id = :tenant AND enrollment_id = :enrollment AND command_uuid = :command")
+_DONE = RawStatement("DELETE FROM mdm_queue WHERE tenant_id = :tenant AND enrollment_id = :enrollment AND "
+                     "command_uuid = :command")
+_HISTORY = RawStatement("UPDATE mdm_command_history SET status = :status, attempts = :attempts WHERE "
+                        "tenant_id = :tenant AND enrollment_id = :enrollment AND command_uuid = :command")
+_HISTORY_FINAL = RawStatement(
+    "UPDATE mdm_command_history SET status = :status, attempts = :attempts, error_chain = :errors, "
+    "completed_at = :now WHERE tenant_id = :tenant AND enrollment_id = :enrollment AND command_uuid = :command")
+_NEXT = RawStatement(
+    "SELECT q.command_uuid, q.attempts, c.payload FROM mdm_queue q JOIN mdm_commands c "
+    "ON c.tenant_id = q.tenant_id AND c.command_uuid = q.command_uuid "
+    "WHERE q.tenant_id = :tenant AND q.enrollment_id = :enrollment AND q.status <> 'not_now' "
+    "ORDER BY q.priority DESC, q.created_at, q.command_uuid LIMIT 1")
+_SENT = RawStatement("UPDATE mdm_queue SET status = 'sent', sent_at = :now, attempts = :attempts WHERE "
+                     "tenant_id = :tenant AND enrollment_id = :enrollment AND command_uuid = :command")
+
+
+# PostgreSQL answers every statement with a round trip (SQLite runs in-process): there, finishing a command and
+# handing out the next one are one statement each, with data-modifying CTEs (which SQLite lacks).
+_FINISH_PG = RawStatement(
+    "WITH done AS (DELETE FROM mdm_queue WHERE tenant_id = :tenant AND enrollment_id = :enrollment "
+    "AND command_uuid = :command RETURNING request_type, attempts), "
+    "history AS (UPDATE mdm_command_history h SET status = :status, attempts = done.attempts, "
+    "error_chain = :errors, completed_at = :now FROM done WHERE h.tenant_id = :tenant "
+    "AND h.enrollment_id = :enrollment AND h.command_uuid = :command) "
+    "SELECT request_type FROM done")
+_NEXT_PG = RawStatement(
+    "WITH next AS (SELECT command_uuid FROM mdm_queue WHERE tenant_id = :tenant AND enrollment_id = :enrollment "
+    "AND status <> 'not_now' ORDER BY priority DESC, created_at, command_uuid LIMIT 1 FOR UPDATE), "
+    "sent AS (UPDATE mdm_queue q SET status = 'sent', sent_at = :now, attempts = q.attempts + 1 FROM next "
+    "WHERE q.tenant_id = :tenant AND q.enrollment_id = :enrollment AND q.command_uuid = next.command_uuid "
+    "RETURNING q.command_uuid, q.attempts), "
+    "history AS (UPDATE mdm_command_history h SET status = 'Sent', attempts = sent.attempts FROM sent "
+    "WHERE h.tenant_id = :tenant AND h.enrollment_id = :enrollment AND h.command_uuid = sent.command_uuid) "
+    "SELECT c.payload FROM sent JOIN mdm_commands c ON c.tenant_id = :tenant AND c.command_uuid = sent.command_uuid")
+
+
 def record_result(db: Session, ctx: TenantContext, enrollment_id: str, status: str, command_uuid: str,
                   error_chain: list[dict]) -> Outcome | None:
     """Store a device's result. Unknown or already-final commands are ignored (retries are idempotent)."""
-    now = utcnow()
+    keys = {"tenant": ctx.tenant_id, "enrollment": enrollment_id}
     if status == "Idle":
         # A new exchange: commands the device said NotNow to are offered again.
-        db.execute(update(QueuedCommand).where(
-            QueuedCommand.tenant_id == ctx.tenant_id, QueuedCommand.enrollment_id == enrollment_id,
-            QueuedCommand.status == "not_now").values(status="queued"))
+        execute(db, _REOFFER, keys)
         return None
-    row = db.scalar(select(QueuedCommand).where(
-        QueuedCommand.tenant_id == ctx.tenant_id, QueuedCommand.enrollment_id == enrollment_id,
-        QueuedCommand.command_uuid == command_uuid))
+    keys["command"] = command_uuid
+    if status in FINAL_STATUSES:
+        final = {**keys, "status": status, "now": bound(db, CommandHistory.completed_at, utcnow()),
+                 "errors": bound(db, CommandHistory.error_chain, error_chain[:10])}
+        if dialect_of(db) == "postgresql":
+            row = fetch_one(db, _FINISH_PG, final)
+            return Outcome(command_uuid, row[0], final=True) if row else None
+    row = fetch_one(db, _PENDING, keys)
     if row is None:
         return None
-    history = (update(CommandHistory).where(
-        CommandHistory.tenant_id == ctx.tenant_id, CommandHistory.enrollment_id == enrollment_id,
-        CommandHistory.command_uuid == command_uuid))
+    request_type, attempts = row
     if status == "NotNow":
-        row.status = "not_now"
-        row.not_now_count += 1
-        db.execute(history.values(status="NotNow", attempts=row.attempts))
-        db.flush()
-        return Outcome(command_uuid, row.request_type, final=False)
+        execute(db, _NOT_NOW, keys)
+        execute(db, _HISTORY, {**keys, "status": "NotNow", "attempts": attempts})
+        return Outcome(command_uuid, request_type, final=False)
     if status in FINAL_STATUSES:
-        db.execute(history.values(status=status, error_chain=error_chain[:10], attempts=row.attempts,
-                                  completed_at=now))
-        db.delete(row)
-        db.flush()
-        return Outcome(command_uuid, row.request_type, final=True)
+        execute(db, _HISTORY_FINAL, {**final, "attempts": attempts})
+        execute(db, _DONE, keys)
+        return Outcome(command_uuid, request_type, final=True)
     return None
 
 
 def next_command(db: Session, ctx: TenantContext, enrollment_id: str) -> bytes | None:
     """The next eligible command's plist (marked sent), or None when the queue has nothing for now."""
-    row = db.scalar(select(QueuedCommand).where(
-        QueuedCommand.tenant_id == ctx.tenant_id, QueuedCommand.enrollment_id == enrollment_id,
-        QueuedCommand.status != "not_now")
-        .order_by(QueuedCommand.priority.desc(), QueuedCommand.created_at, QueuedCommand.command_uuid).limit(1))
+    keys = {"tenant": ctx.tenant_id, "enrollment": enrollment_id}
+    now = bound(db, QueuedCommand.sent_at, utcnow())
+    if dialect_of(db) == "postgresql":
+        row = fetch_one(db, _NEXT_PG, {**keys, "now": now})
+        return bytes(row[0]) if row else None
+    row = fetch_one(db, _NEXT, keys)
     if row is None:
         return None
-    row.status, row.sent_at, row.attempts = "sent", utcnow(), row.attempts + 1
-    db.flush()
-    db.execute(update(CommandHistory).where(
-        CommandHistory.tenant_id == ctx.tenant_id, CommandHistory.enrollment_id == enrollment_id,
-        CommandHistory.command_uuid == row.command_uuid).values(status="Sent", attempts=row.attempts))
-    return db.scalar(select(Command.payload).where(Command.tenant_id == ctx.tenant_id,
-                                                   Command.command_uuid == row.command_uuid))
+    command_uuid, attempts, payload = row
+    keys.update(command=command_uuid, attempts=attempts + 1)
+    execute(db, _SENT, {**keys, "now": now})
+    execute(db, _HISTORY, {**keys, "status": "Sent"})
+    return bytes(payload)
 
 
 def command_payload(db: Session, ctx: TenantContext, command_uuid: str) -> bytes | None:

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bramley.db.base import utcnow
+from bramley.db.raw import RawStatement, bound, fetch_one
 from bramley.devices import service as devices
 from bramley.mdm import inventory, queue
 from bramley.mdm.models import CertAuth, Enrollment, PushCertificate
@@ -35,6 +36,7 @@ class Reply:
     status: int = 200
     body: bytes = b""
     content_type: str = "application/xml"
+    device_id: str | None = None  # the enrolled device that sent it: it checked in (see `mark_seen`)
 
 
 def platform_of(product_name: str, model: str) -> str:
@@ -73,8 +75,24 @@ def checkin(db: Session, ctx: TenantContext, cert_hash: str, msg: CheckinMessage
     if isinstance(msg, Authenticate):
         return authenticate(db, ctx, cert_hash, msg)
     enrollment = _check_identity(db, ctx, cert_hash, msg.identity)
-    devices.seen(db, ctx, enrollment.device_id)
     enrollment.last_seen_at = utcnow()
+    reply = _checkin_message(db, ctx, enrollment, msg)
+    reply.device_id = enrollment.device_id
+    return reply
+
+
+def mark_seen(db: Session, answered: list[tuple[TenantContext, Reply]]) -> None:
+    """The devices that sent these answered requests checked in: last_check_in moves, per tenant in one batch
+    (the device door calls this once per turn, before its commit)."""
+    by_tenant: dict[str, tuple[TenantContext, list[str]]] = {}
+    for ctx, reply in answered:
+        if reply.device_id:
+            by_tenant.setdefault(ctx.tenant_id, (ctx, []))[1].append(reply.device_id)
+    for ctx, device_ids in by_tenant.values():
+        devices.seen(db, ctx, device_ids)
+
+
+def _checkin_message(db: Session, ctx: TenantContext, enrollment: Enrollment, msg: CheckinMessage) -> Reply:
     if isinstance(msg, TokenUpdate):
         return token_update(db, ctx, enrollment, msg)
     if isinstance(msg, CheckOut):
@@ -207,24 +225,48 @@ def declarative(db: Session, ctx: TenantContext, enrollment: Enrollment, msg: De
     raise ProtocolError(f"unknown declarative endpoint {msg.endpoint!r}")
 
 
+# The identity check of the connect path, and the channel's last-seen time, in one statement: the report's channel
+# (a user channel sits on the same device) when this certificate is bound to its device; no row otherwise.
+_CHANNEL = RawStatement(
+    "UPDATE mdm_enrollments SET last_seen_at = :now FROM mdm_cert_auth c "
+    "WHERE c.tenant_id = :tenant AND c.cert_sha256 = :cert AND c.enrollment_id = :udid "
+    "AND mdm_enrollments.tenant_id = :tenant AND mdm_enrollments.id = :channel AND mdm_enrollments.udid = :udid "
+    "RETURNING mdm_enrollments.device_id, mdm_enrollments.enabled, mdm_enrollments.type")
+
+
+@dataclass
+class Channel:
+    """The enrollment a report arrived on, as the connect path reads it (no ORM object: most reports need none)."""
+
+    id: str
+    device_id: str
+    udid: str
+    type: str  # device | user
+    enabled: bool
+
+
+def _channel(db: Session, ctx: TenantContext, cert_hash: str, ident: Identity) -> Channel:
+    row = fetch_one(db, _CHANNEL, {"tenant": ctx.tenant_id, "cert": cert_hash, "channel": ident.enrollment_id,
+                                   "udid": ident.udid, "now": bound(db, Enrollment.last_seen_at, utcnow())})
+    if row is None:
+        raise IdentityMismatch(f"certificate not bound to {ident.enrollment_id}")
+    return Channel(ident.enrollment_id, row[0], ident.udid, row[2], bool(row[1]))
+
+
 def connect(db: Session, ctx: TenantContext, cert_hash: str, report: Report) -> Reply:
-    """A command result (or Idle): store it, run its handler, hand out the next command — one transaction."""
-    device_channel = _check_identity(db, ctx, cert_hash, report.identity)
-    enrollment = device_channel
-    if report.identity.is_user_channel:
-        enrollment = _enrollment(db, ctx, report.identity.enrollment_id)
-        if enrollment is None:
-            raise IdentityMismatch("unknown user channel")
-    now = utcnow()
-    enrollment.last_seen_at = now
-    devices.seen(db, ctx, device_channel.device_id)
-    outcome = queue.record_result(db, ctx, enrollment.id, report.status, report.command_uuid, report.error_chain)
+    """A command result (or Idle): store it, run its handler, hand out the next command — one transaction.
+
+    The hottest path of the server (every device, every exchange): plain SQL on the driver's cursor; the ORM only
+    where a finished command's handler records what the device answered."""
+    channel = _channel(db, ctx, cert_hash, report.identity)
+    outcome = queue.record_result(db, ctx, channel.id, report.status, report.command_uuid, report.error_chain)
     if outcome is not None and outcome.final:
-        inventory.handle_result(db, ctx, enrollment, outcome, report)
-    if not enrollment.enabled:
-        return Reply()  # an erased or checked-out channel gets no more work
-    payload = queue.next_command(db, ctx, enrollment.id)
-    return Reply(body=payload or b"")
+        inventory.handle_result(db, ctx, channel, outcome, report)
+        db.flush()  # before the queue is read again on the driver's cursor
+    if not channel.enabled:
+        return Reply(device_id=channel.device_id)  # an erased or checked-out channel gets no more work
+    payload = queue.next_command(db, ctx, channel.id)
+    return Reply(body=payload or b"", device_id=channel.device_id)
 
 
 def decode_b64(value: str) -> bytes:
