@@ -178,8 +178,9 @@ def main() -> None:
     reference_token = secrets.token_urlsafe(24)
     ours = subprocess.Popen([bramley, "serve", "--port", str(ours_port), "--no-worker"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # `--bearer-token=…` in one word: a token_urlsafe value may start with "-", which argparse would take for an option.
     theirs = subprocess.Popen([str(BIN / "scim2-server"), "--hostname", "127.0.0.1", "--port", str(theirs_port),
-                               "--bearer-token", reference_token], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               f"--bearer-token={reference_token}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     ours_base = f"http://127.0.0.1:{ours_port}/api/v1/scim"
     theirs_base = f"http://127.0.0.1:{theirs_port}/v2"
     try:

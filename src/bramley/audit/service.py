@@ -11,11 +11,22 @@ from ulid import ULID
 
 from bramley.audit.models import AuditEvent
 from bramley.db.base import utcnow
+from bramley.db.raw import RawStatement, bound, execute
 from bramley.errors import InvalidField
 from bramley.tenancy.context import TenantContext
 
 SORTS = ("occurred_at", "-occurred_at", "id", "-id")
 MAX_LIMIT = 500
+
+
+def _event(ctx: TenantContext, action: str, target_type: str, target_id, new_state: dict | None,
+           target_component: str, metadata: dict | None) -> dict:
+    """An event's values, keyed by AuditEvent attribute."""
+    now = utcnow()
+    return dict(tenant_id=ctx.tenant_id, id=str(ULID.from_datetime(now)), action=action, occurred_at=now,
+                actor_id=ctx.actor_id, actor_type=ctx.actor_type, actor_name=ctx.actor_name, target_id=str(target_id),
+                target_type=target_type, target_component=target_component, new_state=new_state or {},
+                meta={"actor_name": ctx.actor_name, **(metadata or {})})
 
 
 def record(
@@ -30,24 +41,29 @@ def record(
     metadata: dict | None = None,
 ) -> AuditEvent:
     """Add an audit event to the current transaction; it commits or rolls back with the change."""
-    now = utcnow()
-    meta = {"actor_name": ctx.actor_name, **(metadata or {})}
-    event = AuditEvent(
-        tenant_id=ctx.tenant_id,
-        id=str(ULID.from_datetime(now)),
-        action=action,
-        occurred_at=now,
-        actor_id=ctx.actor_id,
-        actor_type=ctx.actor_type,
-        actor_name=ctx.actor_name,
-        target_id=str(target_id),
-        target_type=target_type,
-        target_component=target_component,
-        new_state=new_state or {},
-        meta=meta,
-    )
+    event = AuditEvent(**_event(ctx, action, target_type, target_id, new_state, target_component, metadata))
     db.add(event)
     return event
+
+
+_INSERT = RawStatement(
+    "INSERT INTO audit_events (tenant_id, id, action, occurred_at, actor_id, actor_type, actor_name, target_id, "
+    "target_type, target_component, new_state, metadata) VALUES (:tenant_id, :id, :action, :occurred_at, "
+    ":actor_id, :actor_type, :actor_name, :target_id, :target_type, :target_component, :new_state, :meta)")
+# The typed columns, sent as SQLAlchemy would send them (a timestamp's text and JSON text on SQLite).
+_TYPED = {"occurred_at": AuditEvent.__table__.c.occurred_at, "new_state": AuditEvent.__table__.c.new_state,
+          "meta": AuditEvent.__table__.c.metadata}
+
+
+def append(db: Session, ctx: TenantContext, *, action: str, target_type: str, target_id: str,
+           new_state: dict | None = None, target_component: str = "", metadata: dict | None = None) -> None:
+    """`record`, written at once in plain SQL on the driver's cursor (db/raw.py), still inside the caller's
+    transaction. For hot paths that write no ORM objects (SCIM provisioning): there the session's flush of the one
+    event at commit cost more than the request's own INSERTs."""
+    values = _event(ctx, action, target_type, target_id, new_state, target_component, metadata)
+    for key, column in _TYPED.items():
+        values[key] = bound(db, column, values[key])
+    execute(db, _INSERT, values)
 
 
 @dataclass

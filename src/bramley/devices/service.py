@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bramley.audit import service as audit
 from bramley.blueprints import service as blueprints
 from bramley.db.base import is_uuid, new_uuid, utcnow
-from bramley.db.raw import AsyncReader, RawStatement, bound, dialect_of, execute, execute_many, fetch_all, fetch_one
+from bramley.db.raw import AsyncReader, RawStatement, bound, dialect_of, execute_many, fetch_all, fetch_one
 from bramley.devices import render
 from bramley.devices.models import (Device, DeviceInventory, DeviceNote, DevicePositionCounter, DeviceTag,
                                     device_search)

@@ -141,7 +141,7 @@ def get_user(db: Session, call: Call, user_id: str, q: Query) -> Outcome:
 
 
 def create_user(db: Session, call: Call, body: dict, q: Query) -> Outcome:
-    profile = resources.profile_from(resources.parse_user(body, Context.RESOURCE_CREATION_REQUEST))
+    profile = resources.user_profile(body, Context.RESOURCE_CREATION_REQUEST)
     try:
         user = users.create_directory_user(db, call.ctx, profile, integration=call.integration_tag)
     except Conflict as exc:
@@ -163,7 +163,7 @@ def replace_user(db: Session, call: Call, user_id: str, body: dict, q: Query) ->
     user = _user(db, call, user_id)
     _check_if_match(call, user)
     # Omitted `active` keeps the status: deactivation must be said, never inferred from a missing attribute.
-    profile = resources.profile_from(resources.parse_user(body, Context.RESOURCE_REPLACEMENT_REQUEST))
+    profile = resources.user_profile(body, Context.RESOURCE_REPLACEMENT_REQUEST)
     try:
         changed = users.apply_profile(db, call.ctx, user, profile,
                                       keep_active=not any(k.lower() == "active" for k in body))

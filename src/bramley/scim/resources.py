@@ -1,7 +1,8 @@
 """Rows as SCIM JSON (and back): the one mapper GET, list, PUT and PATCH share.
 
 Rendering builds plain dicts straight from rows (a list page must not validate a model per user). Parsing goes
-through the scim2-models resources of `schema`, leniently: Okta and Entra quirks are normalised first.
+through the scim2-models resources of `schema`, leniently: Okta and Entra quirks are normalised first. A User
+body of plain values (the provisioning hot path) is read without them, to the same result (`user_profile`).
 """
 from __future__ import annotations
 
@@ -266,11 +267,68 @@ def scim_error(exc: Exception) -> ScimError:
 
 
 def parse_user(body: dict, context: Context) -> schema.User:
+    return _validate_user(normalize_resource(body, schema.USER_SCHEMA), context)
+
+
+def _validate_user(normalized: dict, context: Context) -> schema.User:
     try:
         with POLICY:
-            return schema.User.model_validate(normalize_resource(body, schema.USER_SCHEMA), scim_ctx=context)
+            return schema.User.model_validate(normalized, scim_ctx=context)
     except (SCIMException, ValidationError) as exc:
         raise scim_error(exc) from None
+
+
+def user_profile(body: dict, context: Context) -> Profile:
+    """The profile a POST or PUT body describes.
+
+    A body of plain values, as Okta and Entra send them, is read directly: scim2-models' validation cost more
+    than the rest of a provisioning request's own work. Anything else (other spellings, coercible types, errors)
+    goes through scim2-models; both give the same profile (tests/scim/test_resources.py compares them)."""
+    normalized = normalize_resource(body, schema.USER_SCHEMA)
+    plain = _plain_user(normalized)
+    if plain is None:
+        return profile_from(_validate_user(normalized, context))
+    return _profile(**plain)
+
+
+# What `_plain_user` reads itself: each attribute as the schema spells it, with the JSON type it holds.
+_PLAIN_USER = {"schemas": list, "userName": str, "externalId": str, "displayName": str, "title": str,
+               "active": bool, "name": dict, "emails": list, ENT: dict}
+_PLAIN_NAME = {"formatted": str, "familyName": str, "givenName": str, "middleName": str}
+_PLAIN_EMAIL = {"value": str, "type": str, "primary": bool}
+_PLAIN_ENTERPRISE = {"employeeNumber": str, "department": str, "manager": dict}
+_PLAIN_MANAGER = {"value": str}
+
+
+def _plain_user(doc: dict) -> dict | None:
+    """`_profile`'s arguments read straight from a normalized body, or None when scim2-models must decide: an
+    attribute spelled otherwise or holding another type, a blank userName, a second primary email."""
+    user = _plain_object(doc, _PLAIN_USER)
+    if user is None or not user.get("userName") or not user["userName"].strip():
+        return None
+    name = _plain_object(user.get("name") or {}, _PLAIN_NAME)
+    emails = [_plain_object(e, _PLAIN_EMAIL) for e in user.get("emails") or []]
+    ent = _plain_object(user.get(ENT) or {}, _PLAIN_ENTERPRISE)
+    manager = _plain_object(ent.get("manager") or {}, _PLAIN_MANAGER) if ent is not None else None
+    if name is None or None in emails or ent is None or manager is None \
+            or sum(e.get("primary") is True for e in emails) > 1:
+        return None
+    return dict(user_name=user["userName"], external_id=user.get("externalId"),
+                display_name=user.get("displayName"), title=user.get("title"), active=user.get("active"),
+                name={"formatted": name.get("formatted"), "given_name": name.get("givenName"),
+                      "family_name": name.get("familyName"), "middle_name": name.get("middleName")},
+                emails=[(e.get("value"), e.get("type"), e.get("primary")) for e in emails],
+                department=ent.get("department"), employee_number=ent.get("employeeNumber"),
+                manager_id=manager.get("value"))
+
+
+def _plain_object(value, types: dict[str, type]) -> dict | None:
+    """`value` if it is an object of only these attributes, each null or of exactly its type; else None."""
+    if type(value) is not dict:
+        return None
+    if not all(key in types and (v is None or type(v) is types[key]) for key, v in value.items()):
+        return None
+    return value
 
 
 def parse_group(body: dict, context: Context) -> schema.Group:
@@ -309,25 +367,35 @@ def profile_from(user: schema.User) -> Profile:
         raise ScimError(400, "userName is required", "invalidValue")
     ent = user[schema.EnterpriseUser]
     name = user.name
-    emails = []
-    for e in user.emails or []:
-        if e.value is None:
-            continue
-        emails.append(Email(_text(e.value, "emails.value", 320), _text(e.type, "emails.type", 64), e.primary))
-    return Profile(
-        user_name=_text(user.user_name, "userName"),
-        external_id=_text(user.external_id, "externalId"),
-        display_name=_text(user.display_name, "displayName"),
-        formatted_name=_text(name.formatted if name else None, "name.formatted"),
-        given_name=_text(name.given_name if name else None, "name.givenName"),
-        family_name=_text(name.family_name if name else None, "name.familyName"),
-        middle_name=_text(name.middle_name if name else None, "name.middleName"),
-        title=_text(user.title, "title"),
+    return _profile(
+        user_name=user.user_name, external_id=user.external_id, display_name=user.display_name, title=user.title,
         active=user.active,
-        emails=emails,
-        department=_text(ent.department if ent else None, "department"),
-        employee_number=_text(ent.employee_number if ent else None, "employeeNumber"),
-        manager_id=_text(ent.manager.value if ent and ent.manager else None, "manager.value"),
+        name={"formatted": name.formatted, "given_name": name.given_name, "family_name": name.family_name,
+              "middle_name": name.middle_name} if name else {},
+        emails=[(e.value, e.type, e.primary) for e in user.emails or []],
+        department=ent.department if ent else None, employee_number=ent.employee_number if ent else None,
+        manager_id=ent.manager.value if ent and ent.manager else None)
+
+
+def _profile(*, user_name, external_id, display_name, title, active, name: dict, emails: list[tuple],
+             department, employee_number, manager_id) -> Profile:
+    """A Profile from a User's plain values, lengths and types checked (emails first, then in schema order)."""
+    checked_emails = [Email(_text(value, "emails.value", 320), _text(kind, "emails.type", 64), primary)
+                      for value, kind, primary in emails if value is not None]
+    return Profile(
+        user_name=_text(user_name, "userName"),
+        external_id=_text(external_id, "externalId"),
+        display_name=_text(display_name, "displayName"),
+        formatted_name=_text(name.get("formatted"), "name.formatted"),
+        given_name=_text(name.get("given_name"), "name.givenName"),
+        family_name=_text(name.get("family_name"), "name.familyName"),
+        middle_name=_text(name.get("middle_name"), "name.middleName"),
+        title=_text(title, "title"),
+        active=active,
+        emails=checked_emails,
+        department=_text(department, "department"),
+        employee_number=_text(employee_number, "employeeNumber"),
+        manager_id=_text(manager_id, "manager.value"),
     )
 
 

@@ -16,12 +16,13 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from ulid import ULID
 
 from bramley.audit import service as audit
 from bramley.db.base import is_uuid, utcnow
+from bramley.db.raw import RawStatement, as_utc, bound, execute, fetch_one
 from bramley.errors import InvalidField, NotFound
 from bramley.scim.models import ScimIntegration, ScimRequest
 from bramley.tenancy.context import TenantContext
@@ -126,17 +127,18 @@ class Caller:
     last_used_at: datetime | None
 
 
-_I = ScimIntegration.__table__.c
-_BY_HASH = select(_I.id, _I.tenant_id, _I.name, _I.number, _I.last_used_at, _I.token_hash).where(
-    _I.token_hash == bindparam("token_hash"))
+# Read on the driver's cursor as a plain row: every SCIM request loads one (db/raw.py says why).
+_BY_HASH = RawStatement("SELECT id, tenant_id, name, number, last_used_at, token_hash FROM scim_integrations "
+                        "WHERE token_hash = :token_hash")
 
 
 def authenticate(db: Session, value: str) -> Caller | None:
     digest = hash_token(value)
-    row = db.connection().execute(_BY_HASH, {"token_hash": digest}).one_or_none()
-    if row is None or not hmac.compare_digest(row.token_hash, digest):
+    row = fetch_one(db, _BY_HASH, {"token_hash": digest})
+    if row is None or not hmac.compare_digest(row[5], digest):
         return None
-    return Caller(row.id, row.tenant_id, row.name, row.number, row.last_used_at)
+    integration_id, tenant_id, name, number, last_used_at, _ = row
+    return Caller(integration_id, tenant_id, name, number, as_utc(last_used_at))
 
 
 def use_is_due(caller: Caller) -> bool:
@@ -168,13 +170,22 @@ class LoggedRequest:
                            resource_id=self.resource_id, summary=self.summary)
 
 
-_INSERT_REQUEST = ScimRequest.__table__.insert()
+_INSERT_REQUEST = RawStatement(
+    "INSERT INTO scim_requests (tenant_id, id, occurred_at, integration_id, method, path, status, resource_type, "
+    "resource_id, summary) VALUES (:tenant_id, :id, :occurred_at, :integration_id, :method, :path, :status, "
+    ":resource_type, :resource_id, :summary)")
+_R = ScimRequest.__table__.c
 
 
 def record(db: Session, entry: LoggedRequest) -> None:
-    """In the caller's transaction: a successful change and its log entry commit together."""
-    row = entry.row()
-    db.connection().execute(_INSERT_REQUEST, {c.name: getattr(row, c.key) for c in ScimRequest.__mapper__.columns})
+    """In the caller's transaction: a successful change and its log entry commit together. Plain SQL on the
+    driver's cursor (db/raw.py): every SCIM write runs it."""
+    execute(db, _INSERT_REQUEST, {
+        "tenant_id": entry.tenant_id, "id": str(ULID.from_datetime(entry.occurred_at)),
+        "occurred_at": bound(db, _R.occurred_at, entry.occurred_at), "integration_id": entry.integration_id,
+        "method": entry.method, "path": entry.path[:512], "status": entry.status,
+        "resource_type": entry.resource_type, "resource_id": entry.resource_id,
+        "summary": bound(db, _R.summary, entry.summary)})
 
 
 class LogBuffer:

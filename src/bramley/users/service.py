@@ -7,12 +7,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from sqlalchemy import and_, bindparam, delete as sql_delete, func, or_, select
+from sqlalchemy import and_, delete as sql_delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bramley.audit import service as audit
 from bramley.db.base import new_uuid, tenant_row, utcnow
+from bramley.db.raw import RawStatement, bound, execute, fetch_one
 from bramley.errors import Conflict, DetailError, InvalidField, NotFound
 from bramley.tenancy.context import TenantContext
 from bramley.users.models import User, UserEmail
@@ -263,61 +264,66 @@ def _email_rows(ctx: TenantContext, user_id: str, emails: list[Email]) -> list[U
                       value_key=e.value.lower(), type=e.type, primary=e.primary) for i, e in enumerate(emails)]
 
 
-_U = User.__table__.c
-_NAME_TAKEN = select(_U.id).where(_U.tenant_id == bindparam("tenant_id"), _U.user_name_key == bindparam("key"))
-_LAST_LEGACY_ID = select(func.max(_U.deprecated_user_id)).where(_U.tenant_id == bindparam("tenant_id"))
-_INSERT_USER = User.__table__.insert()
-_INSERT_EMAIL = UserEmail.__table__.insert()
+# Directory provisioning, the directory's hot write: plain SQL on the driver's cursor (db/raw.py). The user's
+# legacy id is drawn inside its INSERT, and a row the unique indexes refuse (a taken userName, or on PostgreSQL a
+# legacy id a concurrent transaction drew too) is skipped, not an error: no transaction or savepoint to unwind.
+_USER_COLUMNS = [c.name for c in User.__table__.columns if c.name != "deprecated_user_id"]
+_INSERT_DIRECTORY_USER = RawStatement(
+    f"INSERT INTO users (deprecated_user_id, {', '.join(_USER_COLUMNS)}) VALUES ("
+    "(SELECT COALESCE(MAX(deprecated_user_id), 0) + 1 FROM users WHERE tenant_id = :tenant_id), "
+    f"{', '.join(':' + c for c in _USER_COLUMNS)}) ON CONFLICT DO NOTHING RETURNING deprecated_user_id")
+_INSERT_EMAIL = RawStatement(
+    'INSERT INTO user_emails (tenant_id, user_id, position, value, value_key, type, "primary") '
+    "VALUES (:tenant_id, :user_id, :position, :value, :value_key, :type, :primary)")
+_NAME_TAKEN = RawStatement("SELECT 1 FROM users WHERE tenant_id = :tenant_id AND user_name_key = :key")
+# The typed columns, sent as SQLAlchemy would send them (a timestamp's text and JSON text on SQLite).
+_TYPED = ("integration", "created_at", "updated_at")
+# Concurrent creations in a tenant all draw the same next legacy id; each draw lost means a competitor committed
+# one, so N parallel creators need up to N draws (an IdP runs a few to a few dozen requests at once).
+LEGACY_ID_DRAWS = 64
 
 
 def _name_taken(db: Session, ctx: TenantContext, key: str) -> bool:
-    return db.connection().execute(_NAME_TAKEN, {"tenant_id": ctx.tenant_id, "key": key}).first() is not None
+    return fetch_one(db, _NAME_TAKEN, {"tenant_id": ctx.tenant_id, "key": key}) is not None
 
 
 def create_directory_user(db: Session, ctx: TenantContext, profile: Profile, *,
                           integration: dict | None = None):
     """A user provisioned by a directory; returns it as a detached row (attributes as on User) for rendering.
-    A taken userName (any case) is a Conflict, races included.
-
-    SQLite writers hold the database lock from BEGIN, so the check below is the answer there. PostgreSQL
-    writers can race: the unique index decides, inside a savepoint, and a lost race is a Conflict too.
-    Plain INSERTs, not the ORM: provisioning is the directory's hot write.
-    """
+    A taken userName (any case) is a Conflict, races included: the unique index decides (SQLite writers hold the
+    database lock from BEGIN; a PostgreSQL INSERT racing another on the same userName waits for it to end)."""
     key = user_name_key(profile.user_name)
-    if _name_taken(db, ctx, key):
+    values = _directory_user(ctx, profile, key, integration)
+    params = {**values, **{c: bound(db, User.__table__.c[c], values[c]) for c in _TYPED}}
+    row = None
+    for _draw in range(LEGACY_ID_DRAWS):
+        row = fetch_one(db, _INSERT_DIRECTORY_USER, params)
+        if row is not None or _name_taken(db, ctx, key):
+            break
+        # Another transaction drew the same legacy id and has committed it (PostgreSQL): draw again.
+    if row is None:
         raise _taken(profile.user_name)
-    if db.get_bind().dialect.name == "sqlite":
-        return _insert_directory_user(db, ctx, profile, key, integration)
-    for _attempt in range(3):
-        try:
-            with db.begin_nested():
-                return _insert_directory_user(db, ctx, profile, key, integration)
-        except IntegrityError:
-            if _name_taken(db, ctx, key):
-                raise _taken(profile.user_name) from None
-            # another request drew the same legacy id: draw again
-    raise _taken(profile.user_name)
+    values["deprecated_user_id"] = row[0]
+    for i, e in enumerate(profile.emails):
+        execute(db, _INSERT_EMAIL, {"tenant_id": ctx.tenant_id, "user_id": values["id"], "position": i,
+                                    "value": e.value, "value_key": e.value.lower(), "type": e.type,
+                                    "primary": e.primary})
+    audit.append(db, ctx, action="create", target_type="user", target_id=values["id"],
+                 new_state={"user_name": profile.user_name, "active": values["active"]})
+    return SimpleNamespace(**values)
 
 
-def _insert_directory_user(db: Session, ctx: TenantContext, profile: Profile, key: str, integration: dict | None):
-    conn = db.connection()
+def _directory_user(ctx: TenantContext, profile: Profile, key: str, integration: dict | None) -> dict:
+    """A new directory user's columns, but for the legacy id its INSERT draws."""
     now = utcnow()
     archived = profile.active is False
-    values = dict(id=new_uuid(), tenant_id=ctx.tenant_id,
-                  deprecated_user_id=(conn.execute(_LAST_LEGACY_ID, {"tenant_id": ctx.tenant_id}).scalar() or 0) + 1,
-                  name=_iru_name(profile), email=_iru_email(profile), active=not archived, archived=archived,
-                  scim_active=profile.active, user_name_key=key, integration=integration,
-                  integration_id=(integration or {}).get("uuid"), version=1, created_at=now, updated_at=now)
+    values = dict(id=new_uuid(), tenant_id=ctx.tenant_id, name=_iru_name(profile), email=_iru_email(profile),
+                  active=not archived, archived=archived, scim_active=profile.active, user_name_key=key,
+                  integration=integration, integration_id=(integration or {}).get("uuid"), version=1,
+                  created_at=now, updated_at=now)
     for attr, column in PROFILE_COLUMNS.items():
         values[column] = getattr(profile, attr)
-    conn.execute(_INSERT_USER, values)
-    if profile.emails:
-        conn.execute(_INSERT_EMAIL, [{"tenant_id": ctx.tenant_id, "user_id": values["id"], "position": i,
-                                      "value": e.value, "value_key": e.value.lower(), "type": e.type,
-                                      "primary": e.primary} for i, e in enumerate(profile.emails)])
-    audit.record(db, ctx, action="create", target_type="user", target_id=values["id"],
-                 new_state={"user_name": profile.user_name, "active": not archived})
-    return SimpleNamespace(**values)
+    return values
 
 
 def emails_of(db: Session, ctx: TenantContext, user_ids: list[str]) -> dict[str, list[UserEmail]]:
