@@ -52,10 +52,15 @@ async def _lifespan(app: FastAPI):
 
 
 class Bramley(FastAPI):
-    def build_middleware_stack(self):
-        """The device door goes in front of every framework layer: each enrolled device comes through it on every
-        exchange, and the error, telemetry and edge wrappers cost more than a check-in's own work there."""
-        return DeviceDoor(super().build_middleware_stack(), self.state)
+    """The device door goes in front of every framework layer: each enrolled device comes through it on every
+    exchange, and the framework's telemetry, error and edge wrappers cost more than a check-in's own work."""
+
+    _door: DeviceDoor | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self._door is None:
+            self._door = DeviceDoor(super().__call__, self.state)
+        await self._door(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -100,14 +100,32 @@ def _identity_hash(db, ctx, settings, headers: Mapping[str, str], body: bytes) -
     return signature.cert_sha256(cert)
 
 
+class _OnDemand:
+    """A session made on first use: the door's reads are mostly answered from caches, and making and closing
+    an unused session cost more than the rest of a cached identity check."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._session = None
+
+    def __getattr__(self, name: str):
+        if self._session is None:
+            self._session = self._factory()
+        return getattr(self._session, name)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
 def _identify(app_state, subdomain: str, headers: Mapping[str, str], body: bytes, *, bound_device: bool = False):
     """The read half of every device-door request, before any write transaction (on SQLite writers take turns,
     so a turn should hold only the state change): the tenant (404), the identity certificate (400) and, for the
     agent door, the device whose enrollment that certificate is bound to. Returns (ctx, cert hash | device id).
 
-    Usually answered from caches (tenant, CA, verified certificates) without a query, so the session is only
-    closed, not committed: committing an unused session still begins and ends a transaction."""
-    with closing(app_state.db.sessions()) as db:
+    Usually answered from caches (tenant, CA, verified certificates) without a query: the session opens only if
+    one is needed, and is closed, not committed (committing an unused session still begins and ends one)."""
+    with closing(_OnDemand(app_state.db.sessions)) as db:
         tenant = tenants.name_by_subdomain(db, subdomain)
         if tenant is None:
             raise Refused(404, "unknown tenant")
