@@ -227,13 +227,16 @@ class DoorTurns:
         self._waiting: list[DeviceRequest] = []
         self._lanes = lanes
         self._busy = 0
+        self._running: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
         self._threads = ThreadPoolExecutor(lanes, thread_name_prefix="device-door")
 
     async def serve(self, request: DeviceRequest):
         self._waiting.append(request)
         if self._busy < self._lanes:
             self._busy += 1
-            asyncio.get_running_loop().create_task(self._run_lane())
+            lane = asyncio.get_running_loop().create_task(self._run_lane())
+            self._running.add(lane)
+            lane.add_done_callback(self._running.discard)
         return await request.reply
 
     async def _run_lane(self) -> None:
