@@ -272,14 +272,17 @@ def bench_one(kind: str, args, wrk: str) -> dict:
                     raise RuntimeError(f"{bad} check-ins were refused")
                 bare_rps = statistics.mean(b["rps"] for b in bare)
                 connect_rps = statistics.mean(d["rps"] for d in device)
+                total = 2 * len(enrolled) * (args.rounds + 1)
                 result["connect"] = {
                     "rps": round(connect_rps, 1), "round_trips_per_s": round(connect_rps / 2, 1),
                     "bare_rps": round(bare_rps, 1), "ratio": round(connect_rps / bare_rps, 4),
                     "ratio_as_1_over": round(bare_rps / connect_rps, 1),
                     "wrk_cpu_share": max(d["cpu_share"] for d in device + bare),
+                    # Past the queued rounds every request is an Idle with nothing to hand out: a cheaper exchange
+                    # than the round trip measured. A small fleet needs more --rounds to stay inside them.
+                    "window_within_rounds": done <= total,
                 }
-                # The rest of the ten rounds, then what the tables hold.
-                total = 2 * len(enrolled) * (args.rounds + 1)
+                # The rest of the rounds, then what the tables hold.
                 deadline = time.monotonic() + args.drain_timeout
                 while done < total and time.monotonic() < deadline:
                     run = run_wrk(wrk, connect_url, script, [str(devices_file), str(uuids_file), str(done)],
@@ -296,7 +299,8 @@ def bench_one(kind: str, args, wrk: str) -> dict:
             result["after_rounds"]["history_after_compaction"] = table_rows(db)["history"]
             db.engine.dispose()
     result["targets"] = {
-        "round_trips_ge_1_20_of_bare": result["connect"]["ratio"] >= TARGET_RATIO,
+        "round_trips_ge_1_20_of_bare": result["connect"]["ratio"] >= TARGET_RATIO
+        and result["connect"]["window_within_rounds"],
         "enqueue_100k_lt_2s": result["enqueue_100k_s"] < TARGET_ENQUEUE_S,
         "queue_bounded": result["after_rounds"]["queue"] <= result["after_rounds"]["fleet"],
     }
