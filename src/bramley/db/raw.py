@@ -44,8 +44,8 @@ def _driver(db: Session):
     if cached is not None and transaction is not None and cached[0] is transaction:
         return cached[1], cached[2]
     connection = db.connection()
-    db.info[_DRIVER] = (db.get_transaction(), connection.connection.dbapi_connection, connection.dialect.name)
-    return db.info[_DRIVER][1], db.info[_DRIVER][2]
+    found = db.info[_DRIVER] = (db.get_transaction(), connection.connection.dbapi_connection, connection.dialect.name)
+    return found[1], found[2]
 
 
 def dialect_of(db: Session) -> str:
