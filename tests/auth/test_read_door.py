@@ -70,3 +70,31 @@ def test_permission_is_checked_after_the_token(client, make_tenant):
     # The door answers before the query is looked at: a bad query without the permission is still a 403.
     assert _answer(client, READ_ROUTE + "?limit=0", headers) == (403, FORBIDDEN)
     assert client.get(READ_ROUTE + "?limit=0", headers=t.auth).status_code == 400
+
+
+def test_each_token_pages_through_its_own_tenants_fleet_only(client, make_tenant):
+    # On PostgreSQL the whole-fleet page is read in the token's own round trip, scoped by the token's tenant.
+    a, b = make_tenant(devices=5), make_tenant(devices=3)
+    for t, count in ((a, 5), (b, 3)):
+        every = client.get(READ_ROUTE, headers=t.auth).json()
+        assert len(every) == count
+        pages = [client.get(f"{READ_ROUTE}?limit=2&offset={o}", headers=t.auth).json() for o in range(0, count, 2)]
+        assert [d["device_id"] for page in pages for d in page] == [d["device_id"] for d in every]
+        hosted = client.get(READ_ROUTE, headers={**t.auth, "Host": f"{t.subdomain}.api.kandji.io"}).json()
+        assert hosted == every
+    ids_a = {d["device_id"] for d in client.get(READ_ROUTE, headers=a.auth).json()}
+    ids_b = {d["device_id"] for d in client.get(READ_ROUTE, headers=b.auth).json()}
+    assert not ids_a & ids_b
+
+
+def test_over_the_limit_the_read_route_answers_429_without_the_page(settings, make_tenant):
+    from fastapi.testclient import TestClient
+
+    from bramley.app import create_app
+
+    t = make_tenant(devices=2)
+    client = TestClient(create_app(settings.model_copy(update={"rate_limit_per_hour": 2})))
+    assert [client.get(READ_ROUTE, headers=t.auth).status_code for _ in range(2)] == [200, 200]
+    over = client.get(READ_ROUTE, headers=t.auth)
+    assert over.status_code == 429 and over.json() == {"message": "API rate limit exceeded"}
+    assert int(over.headers["Retry-After"]) >= 1

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bramley.auth import service as tokens
+from bramley.db.engine import OnDemandSession
 from bramley.db.raw import AsyncReader
 from bramley.tenancy import service as tenants
 from bramley.tenancy.context import TenantContext
@@ -179,6 +180,29 @@ async def api_read_context(request: Request, db: Session = Depends(get_db, scope
         return await api_context(request, db)
     token, tenant = await _identify_read(request, reader, db)
     return await _admit(request, db, token, tenant)
+
+
+async def api_read_along(request: Request, statement: str, params: dict) -> tuple[TenantContext, list[bytes]]:
+    """`api_read_context` and a read of the caller's tenant in one round trip (PostgreSQL's AsyncReader; see
+    `tokens.authenticate_along` for `statement`): the context and the read's column. Same answers in the same
+    order; the rows of a request the door refuses are dropped unseen. A session opens only for a tenant the door
+    does not remember yet."""
+    database = request.app.state.db
+    db = OnDemandSession(database.sessions)
+    try:
+        host = tenant_from_host(request.headers.get("host"))
+        host_tenant = None
+        if host is not None:
+            host_tenant = await _remembered(_hosts_seen, host.subdomain, tenants.name_by_subdomain, db)
+            _check_host(host, host_tenant)
+        token, rows = await tokens.authenticate_along(database.reader, _credential(request), statement, params)
+        _check_token(token, host_tenant)
+        tenant = host_tenant or await _remembered(_tenants_seen, token.tenant_id, tenants.name_of, db)
+        return await _admit(request, db, token, tenant), rows
+    finally:
+        if db.used:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(db.close)
 
 
 async def _admit(request: Request, db: Session, token: tokens.Credential, tenant) -> TenantContext:

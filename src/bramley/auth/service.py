@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -93,6 +94,36 @@ def authenticate(db: Session, value: str) -> Credential | None:
 async def authenticate_on(reader: AsyncReader, value: str) -> Credential | None:
     """`authenticate` on PostgreSQL's AsyncReader: for requests that read the token in no transaction of theirs."""
     return _live(await reader.fetch_one(_BY_HASH, {"token_hash": hash_token(value)}))
+
+
+# A pure read that needs the token's tenant can come in the same round trip as the token (`authenticate_along`):
+# the token's row, as one JSON array, leads the statement's rows. The statement names the tenant as `{tenant}`,
+# which is the live token's tenant or nothing (its rows are then empty; the caller answers 401 anyway).
+_TOKEN_ARRAY = ("SELECT json_build_array(id, tenant_id, description, all_access, permissions, last_used_at, "
+                "expires_at, revoked_at)::text FROM api_tokens WHERE token_hash = :token_hash")
+_TOKEN_TENANT = "(SELECT tenant_id FROM api_tokens WHERE token_hash = :token_hash AND revoked_at IS NULL)"
+_along: dict[str, RawStatement] = {}
+
+
+async def authenticate_along(reader: AsyncReader, value: str, statement: str, params: dict,
+                             ) -> tuple[Credential | None, list[bytes]]:
+    """`authenticate_on` and a read of the token's tenant (`statement`, PostgreSQL, one text column, `{tenant}`
+    for the tenant) in one statement: the credential (None: not live) and the statement's column as bytes.
+
+    The read runs before the door has looked at the token: the caller must drop the rows unless it lets the
+    request in. An expired token's read is wasted (a rare request); a revoked one reads nothing.
+    """
+    composed = _along.get(statement)
+    if composed is None:
+        composed = _along[statement] = RawStatement(
+            f"({_TOKEN_ARRAY}) UNION ALL ({statement.format(tenant=_TOKEN_TENANT)})")
+    rows = await reader.fetch_all(composed, {**params, "token_hash": hash_token(value)}, text_as_bytes=True)
+    # The token's array leads (PostgreSQL appends a UNION ALL's branches in order); told apart by its first
+    # byte all the same, since a document is an object.
+    if not rows or not rows[0][0].startswith(b"["):
+        return None, []
+    token = _live(tuple(orjson.loads(rows[0][0])))
+    return token, [doc for doc, in rows[1:]] if token is not None else []
 
 
 def _live(row: tuple | None) -> Credential | None:

@@ -140,3 +140,25 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+
+class OnDemandSession:
+    """A session made on first use, for doors whose reads are mostly answered from caches: making and closing an
+    unused session cost more than the rest of a cached check."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._session = None
+
+    @property
+    def used(self) -> bool:
+        return self._session is not None
+
+    def __getattr__(self, name: str):
+        if self._session is None:
+            self._session = self._factory()
+        return getattr(self._session, name)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()

@@ -172,6 +172,13 @@ class _ReaderConnection(psycopg.AsyncConnection):
 _NOTHING = 0  # no Wait flag: nothing registered
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class AsyncReader:
     """A few autocommit psycopg AsyncConnections for reads run right on the event loop (PostgreSQL only).
 
@@ -249,8 +256,12 @@ class AsyncReader:
             waiter = self._waiting.popleft()
             if waiter.done():
                 continue
+            loop = waiter.get_loop()
             try:
-                waiter.get_loop().call_soon_threadsafe(self._hand_over, waiter, conn)
+                if loop is _running_loop():
+                    loop.call_soon(self._hand_over, waiter, conn)  # no wake-up write: this loop is awake
+                else:
+                    loop.call_soon_threadsafe(self._hand_over, waiter, conn)
                 return
             except RuntimeError:  # its event loop has closed
                 continue

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bramley.audit import service as audit
 from bramley.blueprints import service as blueprints
 from bramley.db.base import is_uuid, new_uuid, utcnow
-from bramley.db.raw import AsyncReader, RawStatement, bound, dialect_of, execute_many, fetch_all, fetch_one
+from bramley.db.raw import RawStatement, bound, dialect_of, execute_many, fetch_all, fetch_one
 from bramley.devices import render
 from bramley.devices.models import (Device, DeviceInventory, DeviceNote, DevicePositionCounter, DeviceTag,
                                     device_search)
@@ -154,27 +154,25 @@ WHOLE_FLEET_PAGE = RawStatement(
     "AND position > :offset ORDER BY position LIMIT :limit)",
     postgresql="SELECT doc FROM devices WHERE tenant_id = :tenant_id AND position > :offset "
                "ORDER BY position LIMIT :limit")
+# The same page for `api_read_along`, which reads it in the round trip that checks the token.
+WHOLE_FLEET_PAGE_ALONG = ("SELECT doc FROM devices WHERE tenant_id = {tenant} AND position > :offset "
+                          "ORDER BY position LIMIT :limit")
 NO_FILTERS = DeviceFilters()
 
 
 def is_whole_fleet(filters: DeviceFilters, ordering: str | None) -> bool:
     """The unfiltered page in default order: WHOLE_FLEET_PAGE serves it."""
-    return filters == NO_FILTERS and len(_order(ordering)) == 1
+    terms = (ordering or "").split(",")
+    return filters == NO_FILTERS and not any(term.strip().lstrip("-") in ORDERING for term in terms)
 
 
-async def whole_fleet_page(reader: AsyncReader, ctx: TenantContext, *, limit: int, offset: int) -> bytes:
-    """The whole-fleet page (`is_whole_fleet`) as JSON bytes, read on PostgreSQL's AsyncReader: a pure read, one
-    statement, so it needs no transaction and no worker thread."""
-    docs = await reader.fetch_all(WHOLE_FLEET_PAGE, _page_keys(ctx, limit, offset), text_as_bytes=True)
-    return _json_array(docs)
+def json_array(docs: list[bytes]) -> bytes:
+    """Stored documents as the list's JSON array."""
+    return b"[" + b",".join(docs) + b"]"
 
 
 def _page_keys(ctx: TenantContext, limit: int, offset: int) -> dict:
     return {"tenant_id": ctx.tenant_id, "limit": limit, "offset": offset}
-
-
-def _json_array(rows: list[tuple[bytes]]) -> bytes:
-    return b"[" + b",".join([doc for doc, in rows]) + b"]"
 
 
 def list_json(db: Session, ctx: TenantContext, *, filters: DeviceFilters, limit: int, offset: int,
@@ -188,7 +186,8 @@ def list_json(db: Session, ctx: TenantContext, *, filters: DeviceFilters, limit:
     order = _order(ordering)
     if is_whole_fleet(filters, ordering):
         if dialect == "postgresql":
-            return _json_array(fetch_all(db, WHOLE_FLEET_PAGE, _page_keys(ctx, limit, offset), text_as_bytes=True))
+            return json_array([doc for doc, in fetch_all(db, WHOLE_FLEET_PAGE, _page_keys(ctx, limit, offset),
+                                                          text_as_bytes=True)])
         joined = fetch_one(db, WHOLE_FLEET_PAGE, _page_keys(ctx, limit, offset))[0]
         if joined is None:
             return b"[]"

@@ -20,6 +20,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from bramley.db.engine import OnDemandSession
 from bramley.mdm import service
 from bramley.mdm.protocol import ProtocolError, decode_checkin, decode_report
 from bramley.tenancy import service as tenants
@@ -100,24 +101,6 @@ def _identity_hash(db, ctx, settings, headers: Mapping[str, str], body: bytes) -
     return signature.cert_sha256(cert)
 
 
-class _OnDemand:
-    """A session made on first use: the door's reads are mostly answered from caches, and making and closing
-    an unused session cost more than the rest of a cached identity check."""
-
-    def __init__(self, factory):
-        self._factory = factory
-        self._session = None
-
-    def __getattr__(self, name: str):
-        if self._session is None:
-            self._session = self._factory()
-        return getattr(self._session, name)
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-
-
 def _identify(app_state, subdomain: str, headers: Mapping[str, str], body: bytes, *, bound_device: bool = False):
     """The read half of every device-door request, before any write transaction (on SQLite writers take turns,
     so a turn should hold only the state change): the tenant (404), the identity certificate (400) and, for the
@@ -125,7 +108,7 @@ def _identify(app_state, subdomain: str, headers: Mapping[str, str], body: bytes
 
     Usually answered from caches (tenant, CA, verified certificates) without a query: the session opens only if
     one is needed, and is closed, not committed (committing an unused session still begins and ends one)."""
-    with closing(_OnDemand(app_state.db.sessions)) as db:
+    with closing(OnDemandSession(app_state.db.sessions)) as db:
         tenant = tenants.name_by_subdomain(db, subdomain)
         if tenant is None:
             raise Refused(404, "unknown tenant")
