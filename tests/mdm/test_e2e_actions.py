@@ -72,6 +72,23 @@ def test_a_pending_lock_hands_back_its_pin_and_other_commands_say_already_runnin
     fleet(scenario)
 
 
+def test_a_locked_device_is_already_locked_until_it_is_heard_from_again(fleet):
+    async def scenario(f, d):
+        mac = await f.enrolled("mac", listen=False)
+        first = await sent(f, mac, "lock")
+        await mac.connect()  # receives and acknowledges the lock, then is silent behind its lock screen
+        assert mac.state.locked and mac.state.lock_pin == first["PIN"]
+        await refused(f, mac, "lock", message="This device is already locked.")
+        await sent(f, mac, "setname", {"DeviceName": "Found"})  # other actions wait for the device as usual
+        await mac.connect()  # someone entered the PIN: the Mac is back, and takes the waiting command
+        assert mac.state.device_name == "Found"
+        second = await sent(f, mac, "lock")
+        await mac.connect()
+        assert mac.state.lock_pin == second["PIN"]
+        assert [c["request_type"] for c in await f.commands(mac)][:3] == ["DeviceLock", "Settings", "DeviceLock"]
+    fleet(scenario)
+
+
 def test_erase_ends_the_enrollment_and_the_device_gets_no_more_commands(fleet):
     async def scenario(f, d):
         phone = await f.enrolled("iphone", supervised=True)

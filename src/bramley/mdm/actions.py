@@ -16,6 +16,7 @@ from bramley.tenancy.context import TenantContext
 
 NOT_ALLOWED = "Command is not allowed for current device"
 ALREADY_RUNNING = "Command already running"
+ALREADY_LOCKED = "This device is already locked."
 
 
 def device_enrollment(db: Session, ctx: TenantContext, device_id: str) -> Enrollment | None:
@@ -56,6 +57,8 @@ def perform(db: Session, ctx: TenantContext, device_id: str, name: str, body: di
         payload = queue.pending_fields(db, ctx, enrollment.id, "DeviceLock")
         pin = plistlib.loads(payload)["Command"].get("PIN") if payload else None
         return {"PIN": pin} if pin else None
+    if name == "lock" and enrollment.locked_at is not None:
+        raise ActionRefused(ALREADY_LOCKED)  # it acknowledged a lock and has not been heard from since
     if action.exclusive and any(rt in pending for rt, _ in plan.commands):
         raise ActionRefused(ALREADY_RUNNING)
     targets = [queue.Target(enrollment.id, device.id)]

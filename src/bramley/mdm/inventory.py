@@ -210,6 +210,9 @@ def handle_result(db: Session, ctx: TenantContext, enrollment, outcome: queue.Ou
         _certificates(db, ctx, enrollment, raw)
     elif kind == "ActivationLockBypassCode":
         _bypass_code(db, ctx, enrollment, raw)
+    elif kind == "DeviceLock":
+        db.execute(update(Enrollment).where(Enrollment.tenant_id == ctx.tenant_id, Enrollment.id == enrollment.id)
+                   .values(locked_at=now))
     elif kind == "EraseDevice":
         # The device wipes itself without a CheckOut: this channel is over.
         enrollment.enabled = False

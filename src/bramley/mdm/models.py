@@ -74,6 +74,8 @@ class Enrollment(Base):
     token_update_tally: Mapped[int] = mapped_column(Integer, default=0)
     awaiting_configuration: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Set when the device acknowledged a DeviceLock; cleared by its next exchange (it was unlocked to make it).
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     authenticated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     checked_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_authenticate: Mapped[dict] = mapped_column(JSONType, default=dict)  # size-capped, for debugging

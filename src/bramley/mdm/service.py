@@ -179,7 +179,7 @@ def token_update(db: Session, ctx: TenantContext, enrollment: Enrollment, msg: T
     target.enabled, target.push_invalid = True, False
     target.token_update_tally = (target.token_update_tally or 0) + 1
     target.awaiting_configuration = msg.awaiting_configuration
-    target.last_seen_at = utcnow()
+    target.last_seen_at, target.locked_at = utcnow(), None
     if msg.unlock_token:  # kept when later updates omit it
         secrets.put(db, ctx, owner_type="enrollment", owner_id=target.id, kind="unlock_token", value=msg.unlock_token)
     db.flush()
@@ -228,7 +228,7 @@ def declarative(db: Session, ctx: TenantContext, enrollment: Enrollment, msg: De
 # The identity check of the connect path, and the channel's last-seen time, in one statement: the report's channel
 # (a user channel sits on the same device) when this certificate is bound to its device; no row otherwise.
 _CHANNEL = RawStatement(
-    "UPDATE mdm_enrollments SET last_seen_at = :now FROM mdm_cert_auth c "
+    "UPDATE mdm_enrollments SET last_seen_at = :now, locked_at = NULL FROM mdm_cert_auth c "
     "WHERE c.tenant_id = :tenant AND c.cert_sha256 = :cert AND c.enrollment_id = :udid "
     "AND mdm_enrollments.tenant_id = :tenant AND mdm_enrollments.id = :channel AND mdm_enrollments.udid = :udid "
     "RETURNING mdm_enrollments.device_id, mdm_enrollments.enabled, mdm_enrollments.type")
