@@ -14,13 +14,13 @@ from bramley.auth.ratelimit import TenantRateLimiter
 from bramley.blueprints.api import router as blueprints_router
 from bramley.config import Settings, get_settings
 from bramley.db.engine import Database
-from bramley.devices.api import router as devices_router
+from bramley.devices.api import DeviceListDoor, router as devices_router
 from bramley.logs import configure_logging
 from bramley.mdm.actions_api import router as device_actions_router
 from bramley.mdm.api import DeviceDoor
 from bramley.mdm.enroll_api import router as enroll_router
 from bramley.openapi import install as install_openapi
-from bramley.scim.api import router as scim_router
+from bramley.scim.api import ScimDoor
 from bramley.scim.admin_api import router as scim_admin_router
 from bramley.blueprints.rules_api import router as assignment_rules_router
 from bramley.secrets.api import router as secrets_router
@@ -52,14 +52,16 @@ async def _lifespan(app: FastAPI):
 
 
 class Bramley(FastAPI):
-    """The device door goes in front of every framework layer: each enrolled device comes through it on every
-    exchange, and the framework's telemetry, error and edge wrappers cost more than a check-in's own work."""
+    """The device, SCIM and device-list doors go in front of every framework layer: each enrolled device comes
+    through the first on every exchange, identity providers provision thousands of users through the second,
+    connectors page through the whole fleet through the third, and the framework's telemetry, error and edge
+    wrappers cost more than a check-in's, a provisioning request's or a page's own work."""
 
     _door: DeviceDoor | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         if self._door is None:
-            self._door = DeviceDoor(super().__call__, self.state)
+            self._door = DeviceDoor(ScimDoor(DeviceListDoor(super().__call__, self), self.state), self.state)
         await self._door(scope, receive, send)
 
 
@@ -80,9 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = Database(settings)
     app.state.rate_limiter = TenantRateLimiter(settings)
 
-    # SCIM first: identity providers provision in bursts, and FastAPI tries routes in order (its paths are all
-    # under /api/v1/scim, so the order changes no other route's match).
-    for router in (scim_router, devices_router, device_actions_router, blueprints_router, users_router, tags_router,
+    for router in (devices_router, device_actions_router, blueprints_router, users_router, tags_router,
                    audit_router, enroll_router, secrets_router,
                    trust_router, ade_router, scim_admin_router, assignment_rules_router):
         app.include_router(router)

@@ -81,22 +81,28 @@ class EdgeMiddleware:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {k.lower() for k, _ in headers}
-                headers.extend(h for h in SECURITY_HEADERS if h[0] not in names)
-                if is_api:
-                    headers.append(API_CSP)
-                    headers.extend(scope.get("state", {}).get("ratelimit_headers", ()))
-                    if b"content-type" not in names:
-                        # One caller reads Content-Type on every 200, empty bodies included.
-                        headers.append((b"content-type", b"application/json"))
-                message = dict(message, headers=headers)
+                message = with_edge_headers(message, scope, is_api)
             await send(message)
 
         try:
             await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLarge:
             await _send_json(send, 413, {"detail": "Request body too large."})
+
+
+def with_edge_headers(start: dict, scope, is_api: bool) -> dict:
+    """A response's start message with the headers every reply carries (security; on the API its CSP, the rate
+    limit's figures and a Content-Type)."""
+    headers = list(start.get("headers", []))
+    names = {k.lower() for k, _ in headers}
+    headers.extend(h for h in SECURITY_HEADERS if h[0] not in names)
+    if is_api:
+        headers.append(API_CSP)
+        headers.extend(scope.get("state", {}).get("ratelimit_headers", ()))
+        if b"content-type" not in names:
+            # One caller reads Content-Type on every 200, empty bodies included.
+            headers.append((b"content-type", b"application/json"))
+    return dict(start, headers=headers)
 
 
 class BodyTooLarge(StarletteHTTPException):

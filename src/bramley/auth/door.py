@@ -104,14 +104,20 @@ def _identify(request: Request, db: Session):
 async def _identify_read(request: Request, reader: AsyncReader, db: Session):
     """`_identify` for a pure read on PostgreSQL, in the same order: the token on the AsyncReader, the tenants
     from the door's memory of them (the session, in a worker thread, only for one not seen yet)."""
-    host = tenant_from_host(request.headers.get("host"))
-    host_tenant = None
-    if host is not None:
-        host_tenant = await _remembered(_hosts_seen, host.subdomain, tenants.name_by_subdomain, db)
-        _check_host(host, host_tenant)
+    host_tenant = await _remembered_host(request, db)
     token = await tokens.authenticate_on(reader, _credential(request))
     _check_token(token, host_tenant)
     return token, host_tenant or await _remembered(_tenants_seen, token.tenant_id, tenants.name_of, db)
+
+
+async def _remembered_host(request: Request, db) -> TenantName | None:
+    """The tenant the Host header names (None: a host that names none), from the door's memory; 404 if unknown."""
+    host = tenant_from_host(request.headers.get("host"))
+    if host is None:
+        return None
+    host_tenant = await _remembered(_hosts_seen, host.subdomain, tenants.name_by_subdomain, db)
+    _check_host(host, host_tenant)
+    return host_tenant
 
 
 def _check_host(host, host_tenant) -> None:
@@ -190,11 +196,7 @@ async def api_read_along(request: Request, statement: str, params: dict) -> tupl
     database = request.app.state.db
     db = OnDemandSession(database.sessions)
     try:
-        host = tenant_from_host(request.headers.get("host"))
-        host_tenant = None
-        if host is not None:
-            host_tenant = await _remembered(_hosts_seen, host.subdomain, tenants.name_by_subdomain, db)
-            _check_host(host, host_tenant)
+        host_tenant = await _remembered_host(request, db)
         token, rows = await tokens.authenticate_along(database.reader, _credential(request), statement, params)
         _check_token(token, host_tenant)
         tenant = host_tenant or await _remembered(_tenants_seen, token.tenant_id, tenants.name_of, db)
