@@ -150,7 +150,8 @@ def bench_one(kind: str, args, wrk: str) -> dict:
                 bare_argv = [str(BIN / "python"), "-m", "uvicorn", "api:bare_app", "--app-dir", str(HERE),
                              "--host", "127.0.0.1", "--port", str(bare_port), "--workers", str(args.workers),
                              "--log-level", "warning", "--no-access-log"]
-                bare_env = dict(os.environ, BENCH_BARE_BODY=str(body_file))
+                # Served as `bramley serve` serves: one accept per wake-up (see cli.serve).
+                bare_env = dict(os.environ, BENCH_BARE_BODY=str(body_file), UV_TCP_SINGLE_ACCEPT="1")
                 with server(bare_argv, bare_env, f"http://127.0.0.1:{bare_port}", "/") as bare_url:
                     wrk_opts = {"duration": args.duration, "connections": args.connections, "threads": 1}
                     offsets = sorted({0, args.devices // 2, max(0, args.devices - 300)})

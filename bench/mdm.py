@@ -256,8 +256,9 @@ def bench_one(kind: str, args, wrk: str) -> dict:
                              "--log-level", "warning", "--no-access-log"]
                 connect_url = f"{url}/mdm/t/{TENANT}/connect"
                 done = 0
-                with server(bare_argv, dict(os.environ, BENCH_BARE_BODY=str(data_dir / "command.plist")),
-                            f"http://127.0.0.1:{bare_port}", "/") as bare_url:
+                # Served as `bramley serve` serves: one accept per wake-up (see cli.serve).
+                bare_env = dict(os.environ, BENCH_BARE_BODY=str(data_dir / "command.plist"), UV_TCP_SINGLE_ACCEPT="1")
+                with server(bare_argv, bare_env, f"http://127.0.0.1:{bare_port}", "/") as bare_url:
                     opts = {"duration": args.duration, "connections": args.connections}
                     bare, device = [], []
                     for _ in range(2):  # alternate, so drift on a noisy host hits both alike
