@@ -105,6 +105,26 @@ def with_edge_headers(start: dict, scope, is_api: bool) -> dict:
     return dict(start, headers=headers)
 
 
+class ClientGone(Exception):
+    """The client hung up before its request's body was in: there is no one to answer."""
+
+
+async def read_body(receive, limit: int) -> bytes | None:
+    """A plain-ASGI door's whole request body; None past `limit`, ClientGone if the client left first."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
 class BodyTooLarge(StarletteHTTPException):
     """Raised while the body is read. An HTTPException, so FastAPI's body parsing passes it on as a 413
     instead of turning it into its generic 400."""

@@ -16,7 +16,7 @@ def _request(f, device, body: bytes, identity=None) -> door.DeviceRequest:
     ident = identity or device.identity
     headers = {"content-type": CONNECT_TYPE,
                "mdm-signature": scep_client.sign_body(body, ident.cert, ident.key)}
-    return door.DeviceRequest(f.tenant.subdomain, "connect", headers, body, reply=None)
+    return door.DeviceRequest(f.tenant.subdomain, "connect", headers, body)
 
 
 def _idle(device) -> bytes:

@@ -3,27 +3,28 @@
 Plain ASGI in front of the whole app (see `bramley.app.Bramley`) rather than FastAPI routes: every device of the
 fleet comes through here on every exchange, and route matching against every API route, the framework's
 middlewares and its dependency machinery cost more than the check-in's own work. Its database work runs in turns
-on threads of its own (DoorTurns): the requests waiting share one transaction, so a busy door commits once per
+on threads of its own (db/turns.py `Turns`): the requests waiting share one transaction, so a busy door commits once per
 turn, not once per request (group commit).
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 
 from bramley.db.engine import OnDemandSession
+from bramley.db.turns import Turns
 from bramley.mdm import service
 from bramley.mdm.protocol import ProtocolError, decode_checkin, decode_report
 from bramley.tenancy import service as tenants
+from bramley.web import ClientGone, read_body
 
 log = logging.getLogger("bramley.mdm")
 CHECKIN_TYPE = "application/x-apple-aspen-mdm-checkin"
@@ -135,7 +136,6 @@ class DeviceRequest:
     kind: str  # checkin | connect
     headers: dict[str, str]
     body: bytes
-    reply: asyncio.Future  # of service.Reply, or Refused
 
 
 def _prepare(app_state, request: DeviceRequest):
@@ -198,60 +198,14 @@ def _apply(db, kind: str, ctx, cert_hash: str, message) -> service.Reply:
     return service.connect(db, ctx, cert_hash, message)
 
 
-class DoorTurns:
-    """Requests wait here for the next turn; `lanes` turns run at once (one on SQLite, where writers take turns
-    anyway; several on PostgreSQL, whose round trips overlap). A turn takes every request waiting, up to
-    MAX_TURN, so turns grow with the load and a lone request goes at once."""
-
-    MAX_TURN = 64
-
-    def __init__(self, app_state, lanes: int):
-        self._state = app_state
-        self._waiting: list[DeviceRequest] = []
-        self._lanes = lanes
-        self._busy = 0
-        self._running: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
-        self._threads = ThreadPoolExecutor(lanes, thread_name_prefix="device-door")
-
-    async def serve(self, request: DeviceRequest):
-        self._waiting.append(request)
-        if self._busy < self._lanes:
-            self._busy += 1
-            lane = asyncio.get_running_loop().create_task(self._run_lane())
-            self._running.add(lane)
-            lane.add_done_callback(self._running.discard)
-        return await request.reply
-
-    async def _run_lane(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._waiting:
-                turn, self._waiting = self._waiting[:self.MAX_TURN], self._waiting[self.MAX_TURN:]
-                try:
-                    outcomes = await loop.run_in_executor(self._threads, _serve_turn, self._state, turn)
-                except BaseException as exc:  # the lane itself failed (cancelled, shut down): fail its requests
-                    for request in turn:
-                        if not request.reply.done():
-                            request.reply.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
-                    raise
-                for request, outcome in zip(turn, outcomes):
-                    if request.reply.done():
-                        continue  # its client went away
-                    if isinstance(outcome, BaseException):
-                        request.reply.set_exception(outcome)
-                    else:
-                        request.reply.set_result(outcome)
-        finally:
-            self._busy -= 1
-
-
 class DeviceDoor:
     """Serves PUT /mdm/t/{subdomain}/checkin, /connect and /mdm (NanoMDM style: one URL for both, check-ins told
     apart by their Content-Type); passes every other request on to the app."""
 
     def __init__(self, app, state) -> None:
         self.app = app
-        self.turns = DoorTurns(state, lanes=1 if state.db.dialect == "sqlite" else POSTGRES_LANES)
+        self.turns = Turns(partial(_serve_turn, state), lanes=1 if state.db.dialect == "sqlite" else POSTGRES_LANES,
+                           name="device-door")
 
     async def __call__(self, scope, receive, send) -> None:
         match = DOOR_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
@@ -265,11 +219,14 @@ class DeviceDoor:
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         if kind == "mdm":
             kind = "checkin" if headers.get("content-type", "").startswith(CHECKIN_TYPE) else "connect"
-        body = await _read_body(receive)
+        try:
+            body = await read_body(receive, MAX_DEVICE_BODY)
+        except ClientGone:  # nothing to act on: the report is cut short, and no one waits for the answer
+            return
         if body is None:
             await _reply(send, 413)
             return
-        request = DeviceRequest(subdomain, kind, headers, body, asyncio.get_running_loop().create_future())
+        request = DeviceRequest(subdomain, kind, headers, body)
         try:
             reply = await self.turns.serve(request)
         except Refused as exc:
@@ -282,22 +239,6 @@ class DeviceDoor:
             return
         await _reply(send, reply.status, reply.body, [(b"content-type", reply.content_type.encode())]
                      if reply.body else [])
-
-
-async def _read_body(receive) -> bytes | None:
-    """The whole request body, or None past MAX_DEVICE_BODY."""
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_DEVICE_BODY:
-            return None
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
 
 
 async def _reply(send, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None) -> None:

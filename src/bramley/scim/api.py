@@ -7,11 +7,10 @@ untyped. Writes run in turns (group commit): the writes waiting share one transa
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 from sqlalchemy.exc import OperationalError
@@ -20,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bramley.db.base import utcnow
+from bramley.db.turns import Turns
 from bramley.scim import operations as ops
 from bramley.scim import schema
 from bramley.scim import service as scim
@@ -27,7 +27,7 @@ from bramley.scim.errors import ScimError, bad, not_found
 from bramley.tenancy import service as tenants
 from bramley.tenancy.context import TenantContext
 from bramley.tenancy.hosts import tenant_from_host
-from bramley.web import with_edge_headers
+from bramley.web import ClientGone, read_body, with_edge_headers
 
 log = logging.getLogger("bramley.scim")
 PREFIX = "/api/v1/scim"
@@ -375,55 +375,6 @@ def _serve_turn(state, turn: list[Knock]) -> list:
     return outcomes
 
 
-class WriteTurns:
-    """Writes wait here for the next turn; `lanes` turns run at once (one on SQLite, where writers take turns
-    anyway; several on PostgreSQL, whose round trips overlap). A turn takes every write waiting, up to MAX_TURN,
-    so turns grow with the load and a lone write goes at once."""
-
-    MAX_TURN = 64
-
-    def __init__(self, state, lanes: int):
-        self._state = state
-        self._waiting: list[tuple[Knock, asyncio.Future]] = []
-        self._lanes = lanes
-        self._busy = 0
-        self._running: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
-        self._threads = ThreadPoolExecutor(lanes, thread_name_prefix="scim-writes")
-
-    async def serve(self, knock: Knock) -> Response:
-        reply = asyncio.get_running_loop().create_future()
-        self._waiting.append((knock, reply))
-        if self._busy < self._lanes:
-            self._busy += 1
-            lane = asyncio.get_running_loop().create_task(self._run_lane())
-            self._running.add(lane)
-            lane.add_done_callback(self._running.discard)
-        return await reply
-
-    async def _run_lane(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._waiting:
-                turn, self._waiting = self._waiting[:self.MAX_TURN], self._waiting[self.MAX_TURN:]
-                try:
-                    outcomes = await loop.run_in_executor(self._threads, _serve_turn, self._state,
-                                                          [knock for knock, _ in turn])
-                except BaseException as exc:  # the lane itself failed (cancelled, shut down): fail its requests
-                    for _, reply in turn:
-                        if not reply.done():
-                            reply.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
-                    raise
-                for (_, reply), outcome in zip(turn, outcomes):
-                    if reply.done():
-                        continue
-                    if isinstance(outcome, BaseException):
-                        reply.set_exception(outcome)
-                    else:
-                        reply.set_result(outcome)
-        finally:
-            self._busy -= 1
-
-
 def _normalized(path: str) -> str:
     """The path as the app's edge serves it (bramley.web.EdgeMiddleware): `//` collapsed, no trailing `/`."""
     while "//" in path:
@@ -438,12 +389,13 @@ class ScimDoor:
     on: identity providers provision in bursts of thousands of requests, and FastAPI's route matching and
     middleware layers cost more than a POST's own work. Answers as the app's edge would (its security headers,
     413 for an oversized body) and as the SCIM routes did: a SCIM Error body for every failure. Writes run in
-    turns (WriteTurns); reads each on a worker thread of their own."""
+    turns (db/turns.py `Turns`); reads each on a worker thread of their own."""
 
     def __init__(self, app, state) -> None:
         self.app = app
         self.state = state
-        self.turns = WriteTurns(state, lanes=1 if state.db.dialect == "sqlite" else POSTGRES_LANES)
+        self.turns = Turns(partial(_serve_turn, state), lanes=1 if state.db.dialect == "sqlite" else POSTGRES_LANES,
+                           name="scim-writes")
         self.max_body = state.settings.max_body_bytes
 
     async def __call__(self, scope, receive, send) -> None:
@@ -460,7 +412,7 @@ class ScimDoor:
         raw = b""
         if scope["method"] in WRITES:
             try:
-                raw = await _read_body(receive, self.max_body)
+                raw = await read_body(receive, self.max_body)
             except ClientGone:
                 return
             if raw is None:
@@ -489,26 +441,6 @@ def _declared_length(scope) -> int:
             except ValueError:
                 return 0
     return 0
-
-
-class ClientGone(Exception):
-    """The client hung up before its request's body was in: there is no one to answer."""
-
-
-async def _read_body(receive, limit: int) -> bytes | None:
-    """The whole request body; None past `limit`."""
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
 
 
 async def _send(send, scope, response: Response) -> None:
