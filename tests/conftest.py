@@ -135,6 +135,18 @@ def run_cli(settings: Settings, *args: str, check: bool = True, **extra_env) -> 
     return proc
 
 
+def wait_healthy(url: str, seconds: float = 60, **client) -> bool:
+    """Whether `bramley serve` at `url` answered /healthz within `seconds` (`client`: httpx options, e.g. verify)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1, **client).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return False
+
+
 @pytest.fixture(scope="session")
 def live_server(settings):
     """`bramley serve` on a free loopback port, as a user would run it."""
@@ -146,14 +158,7 @@ def live_server(settings):
                                         BRAMLEY_RATE_LIMIT_PER_HOUR="10000000"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
+    if not wait_healthy(url):
         proc.kill()
         raise RuntimeError(f"server did not start: {proc.stdout.read().decode() if proc.stdout else ''}")
     yield url

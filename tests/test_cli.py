@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import cli_env, free_port, run_cli
+from tests.conftest import cli_env, free_port, run_cli, wait_healthy
 
 
 def _sub() -> str:
@@ -117,15 +115,7 @@ def test_serve_over_tls_with_demo_tenant(settings, tmp_path):
     proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--demo", "--tls-cert", str(cert),
                              "--tls-key", str(key)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"https://127.0.0.1:{port}/healthz", verify=str(cert), timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            raise AssertionError("TLS server never became healthy")
+        assert wait_healthy(f"https://127.0.0.1:{port}", 90, verify=str(cert)), "TLS server never became healthy"
         tokens = json.loads(run_cli(settings, "token", "list", "--tenant", "demo", "--json",
                                     BRAMLEY_DATA_DIR=str(data), BRAMLEY_DATABASE_URL="").stdout)
         assert tokens and tokens[0]["all_access"]
@@ -161,13 +151,7 @@ def test_serve_workers_accept_one_connection_per_wake_up(settings):
     proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--workers", "2", "--no-worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        assert wait_healthy(f"http://127.0.0.1:{port}", 90), "server never became healthy"
         workers = _worker_processes(proc.pid)
         assert len(workers) >= 2
         for worker in workers:

@@ -53,18 +53,12 @@ class EdgeMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        path = scope["path"]
-        # Callers use /x and /x/, and a base URL ending in / yields //api/v1: serve all, never redirect.
-        while "//" in path:
-            path = path.replace("//", "/")
-        if len(path) > 1 and path.endswith("/"):
-            path = path.rstrip("/") or "/"
+        path = normalized_path(scope["path"])
         if path != scope["path"]:
             scope = dict(scope, path=path, raw_path=path.encode())
         is_api = path.startswith("/api/")
 
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_body:
+        if declared_length(scope) > self.max_body:
             await _send_json(send, 413, {"detail": "Request body too large."})
             return
 
@@ -133,14 +127,25 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, "Request body too large.")
 
 
-def _content_length(scope) -> int | None:
+def normalized_path(path: str) -> str:
+    """The path every door serves: callers use /x and /x/, and a base URL ending in / yields //api/v1, so `//` is
+    collapsed and a trailing `/` dropped (served, never redirected)."""
+    while "//" in path:
+        path = path.replace("//", "/")
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    return path
+
+
+def declared_length(scope) -> int:
+    """The request's Content-Length (0 if none or not a number: the body is then counted as it is read)."""
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             try:
                 return int(value)
             except ValueError:
-                return None
-    return None
+                return 0
+    return 0
 
 
 async def _send_json(send, status: int, body) -> None:

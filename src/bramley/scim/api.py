@@ -27,7 +27,7 @@ from bramley.scim.errors import ScimError, bad, not_found
 from bramley.tenancy import service as tenants
 from bramley.tenancy.context import TenantContext
 from bramley.tenancy.hosts import tenant_from_host
-from bramley.web import ClientGone, read_body, with_edge_headers
+from bramley.web import ClientGone, declared_length, normalized_path, read_body, with_edge_headers
 
 log = logging.getLogger("bramley.scim")
 PREFIX = "/api/v1/scim"
@@ -375,15 +375,6 @@ def _serve_turn(state, turn: list[Knock]) -> list:
     return outcomes
 
 
-def _normalized(path: str) -> str:
-    """The path as the app's edge serves it (bramley.web.EdgeMiddleware): `//` collapsed, no trailing `/`."""
-    while "//" in path:
-        path = path.replace("//", "/")
-    if len(path) > 1 and path.endswith("/"):
-        path = path.rstrip("/") or "/"
-    return path
-
-
 class ScimDoor:
     """Serves /api/v1/scim in front of the framework (see `bramley.app.Bramley`) and passes every other request
     on: identity providers provision in bursts of thousands of requests, and FastAPI's route matching and
@@ -399,13 +390,13 @@ class ScimDoor:
         self.max_body = state.settings.max_body_bytes
 
     async def __call__(self, scope, receive, send) -> None:
-        path = _normalized(scope["path"]) if scope["type"] == "http" else ""
+        path = normalized_path(scope["path"]) if scope["type"] == "http" else ""
         if not (path == PREFIX or path.startswith(PREFIX + "/")):
             await self.app(scope, receive, send)
             return
         if path != scope["path"]:
             scope = dict(scope, path=path, raw_path=path.encode())
-        if _declared_length(scope) > self.max_body:
+        if declared_length(scope) > self.max_body:
             await _send(send, scope, TOO_LARGE)
             return
         request = Request(scope)
@@ -431,16 +422,6 @@ class ScimDoor:
 
 
 TOO_LARGE = Response(orjson.dumps({"detail": "Request body too large."}), 413, media_type="application/json")
-
-
-def _declared_length(scope) -> int:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
 
 
 async def _send(send, scope, response: Response) -> None:
