@@ -64,11 +64,13 @@ TENANT = "benchmdm"
 CERT_HEADER = "X-Client-Cert"
 QUERIES = ["DeviceName", "OSVersion", "BuildVersion", "SerialNumber", "ModelName", "WiFiMAC"]
 
-# One wrk thread cycles through the devices: request 2k is device k's Idle (the server hands out its next
-# command), request 2k+1 its Acknowledged for that round's command. Round r of device d comes after every device's
-# round r-1, so the queue drains in order; `start` resumes the sequence where an earlier run stopped.
+# One wrk thread cycles through the devices: even request 2p is device p's Idle (the server hands out its next
+# command), odd request 2p+1 the Acknowledged of the command handed out LAG pairs earlier. With no more than 2*LAG
+# requests in flight (the connections), a device's Acknowledged goes out after the answer to its Idle came back, as a
+# real device's does: one request at a time per device. Round r of device d comes after every device's round r-1,
+# so the queue drains in order; `start` resumes the sequence where an earlier run stopped.
 LUA = r'''
-local devices, uuids, k = {}, {}, 0
+local devices, uuids, k, lag = {}, {}, 0, 32
 local head = '<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict>'
 function init(args)
   for line in io.lines(args[1]) do
@@ -77,17 +79,20 @@ function init(args)
   end
   for line in io.lines(args[2]) do uuids[#uuids + 1] = line end
   k = tonumber(args[3] or "0")
+  lag = tonumber(args[4] or "32")
 end
 function request()
   local pair = math.floor(k / 2)
+  local ack = k % 2 == 1 and pair >= lag
+  if ack then pair = pair - lag end
   local d = devices[(pair % #devices) + 1]
   local r = math.floor(pair / #devices) + 1
   local body
-  if k % 2 == 0 or r > #uuids then
-    body = head .. '<key>Status</key><string>Idle</string><key>UDID</key><string>' .. d[1] .. '</string></dict></plist>'
-  else
+  if ack and r <= #uuids then
     body = head .. '<key>CommandUUID</key><string>' .. uuids[r] .. '</string><key>Status</key><string>Acknowledged'
       .. '</string><key>UDID</key><string>' .. d[1] .. '</string></dict></plist>'
+  else
+    body = head .. '<key>Status</key><string>Idle</string><key>UDID</key><string>' .. d[1] .. '</string></dict></plist>'
   end
   k = k + 1
   return wrk.format("PUT", wrk.path, {["X-Client-Cert"] = d[2], ["Content-Type"] = "application/x-apple-aspen-mdm"}, body)

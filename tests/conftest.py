@@ -47,7 +47,7 @@ def settings(data_dir) -> Settings:
 def app(settings):
     application = create_app(settings)
     yield application
-    application.state.db.engine.dispose()
+    application.state.db.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -353,7 +353,7 @@ def failing_app(settings):
         raise RuntimeError("secret internals: /srv/bramley/db password=hunter2")
 
     yield app
-    app.state.db.engine.dispose()
+    app.state.db.dispose()
 
 
 def test_unexpected_exception_is_a_plain_500_and_rolls_back(failing_app, tenant, caplog):

@@ -217,7 +217,7 @@ def seed_tenant(settings: Settings, subdomain: str, count: int, *, quiet: bool =
         with db.unit_of_work() as s:
             ctx = _tenant_ctx(s, subdomain)
             seed(s, ctx, devices_count=count, progress=lambda n: progress.advance(task, n))
-    db.engine.dispose()
+    db.dispose()
 
 
 @demo_app.command("seed")
@@ -241,7 +241,7 @@ def _ensure_demo(settings: Settings) -> None:
         created = tokens.create(s, ctx, description="Demo token (bramley serve --demo)", permissions=[],
                                 all_access=True)
         value = created.value
-    db.engine.dispose()
+    db.dispose()
     if fresh:
         seed_tenant(settings, "demo", 60)
     err.print(f"[green]demo tenant ready[/green]: subdomain demo, API token [bold]{value}[/bold]")
@@ -357,7 +357,7 @@ def secrets_rotate_key(
         raise
     if file_based:
         crypto.promote_staged_key(settings)
-    db.engine.dispose()
+    db.dispose()
     say = lambda line: console.print(line, soft_wrap=True, highlight=False)  # noqa: E731 (one line each)
     say(f"rotated data keys of {report.tenants} tenants; re-encrypted {report.secrets} secrets")
     if file_based:
@@ -405,7 +405,7 @@ def worker(
         await runner.run(stop)
 
     asyncio.run(_run())
-    db.engine.dispose()
+    db.dispose()
 
 
 @apns_app.command("upload")

@@ -30,7 +30,7 @@ def ade_settings(settings, fake_ade):
 def ade_app(ade_settings):
     application = create_app(ade_settings)
     yield application
-    application.state.db.engine.dispose()
+    application.state.db.dispose()
 
 
 @pytest.fixture(scope="session")

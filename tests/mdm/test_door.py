@@ -133,3 +133,91 @@ def test_large_reports_are_accepted_up_to_the_device_limit(fleet):
         reply = await mac.send(mac.server_url, huge, content_type=CONNECT_TYPE)
         assert reply.status_code == 413 and reply.content == b""
     fleet(scenario)
+
+
+def _ack(device, uuid: str) -> bytes:
+    return plistlib.dumps({"UDID": device.udid, "Status": "Acknowledged", "CommandUUID": uuid})
+
+
+def test_a_device_twice_in_a_turn_is_answered_in_order(fleet):
+    async def scenario(f):
+        phone = await f.enrolled("iphone", supervised=True, listen=False)
+        other = await f.enrolled("iphone", supervised=True, listen=False)
+        await f.action(phone, "setname", {"DeviceName": "First"})
+        assert (await f.action(phone, "updateinventory")).status_code == 200
+        first = plistlib.loads((await _turn(f, [_request(f, phone, _idle(phone))]))[0].body)
+        assert first["Command"]["Settings"][0]["DeviceName"] == "First"
+
+        # A retried Idle, another device, and the acknowledgement of the first command, all in one turn: the
+        # phone's two requests are answered as if one came after the other (the retry gets the first command again,
+        # the acknowledgement the next one).
+        outcomes = await _turn(f, [_request(f, phone, _idle(phone)), _request(f, other, _idle(other)),
+                                   _request(f, phone, _ack(phone, first["CommandUUID"]))])
+        assert plistlib.loads(outcomes[0].body)["CommandUUID"] == first["CommandUUID"]
+        assert outcomes[1].status == 200 and outcomes[1].body == b""
+        assert plistlib.loads(outcomes[2].body)["Command"]["RequestType"] == "DeviceInformation"
+        assert await _settings(f, phone) == [(ACKNOWLEDGED, 2)]
+        assert (await f.record(phone))["device_name"] == "First"
+    fleet(scenario)
+
+
+def test_an_error_chain_with_odd_values_is_stored_without_them(fleet):
+    from datetime import datetime
+
+    async def scenario(f):
+        phone = await f.enrolled("iphone", supervised=True, listen=False)
+        await f.action(phone, "setname", {"DeviceName": "Never"})
+        [command] = [plistlib.loads((await _turn(f, [_request(f, phone, _idle(phone))]))[0].body)]
+        error = plistlib.dumps({"UDID": phone.udid, "Status": "Error", "CommandUUID": command["CommandUUID"],
+                                "ErrorChain": [{"ErrorCode": 12021, "ErrorDomain": "MCMDMErrorDomain",
+                                                "Blob": b"\x00\x01", "When": datetime(2026, 1, 2),
+                                                "Nested": {"a": 1}}]})
+        [reply] = await _turn(f, [_request(f, phone, error)])
+        assert reply.status == 200
+        [stored] = [c for c in await f.commands(phone) if c["uuid"] == command["CommandUUID"]]
+        assert stored["status"] == 4
+        assert stored["error_chain"][0]["code"] == 12021 and stored["error_chain"][0]["domain"] == "MCMDMErrorDomain"
+        from sqlalchemy import select
+
+        from bramley.mdm.models import CommandHistory
+        with f.app.state.db.unit_of_work(write=False) as s:
+            kept = s.scalar(select(CommandHistory.error_chain).where(
+                CommandHistory.command_uuid == command["CommandUUID"]))
+        assert kept == [{"ErrorCode": 12021, "ErrorDomain": "MCMDMErrorDomain"}]
+    fleet(scenario)
+
+
+def test_only_turns_that_a_crash_cannot_hurt_commit_without_waiting_for_the_disk(fleet):
+    """On PostgreSQL a turn of Idle reports and inventory answers commits asynchronously; a turn holding the
+    result of a command that changed the device, or a check-in, waits for the WAL flush. (SQLite: see _run.)"""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    modes: list[str] = []
+
+    def before_commit(session):
+        if session.info.get("turn"):  # the door's turns (on PostgreSQL)
+            modes.append(session.connection().exec_driver_sql("SHOW synchronous_commit").scalar())
+
+    async def scenario(f):
+        mac = await f.enrolled("mac", listen=False)
+        phone = await f.enrolled("iphone", supervised=True, listen=False)
+        postgresql = f.app.state.db.dialect == "postgresql"
+        await f.action(mac, "updateinventory")
+        inventory_uuids = [plistlib.loads((await _turn(f, [_request(f, mac, _idle(mac))]))[0].body)["CommandUUID"]]
+        await f.action(phone, "lock")
+        [lock] = [plistlib.loads((await _turn(f, [_request(f, phone, _idle(phone))]))[0].body)]
+        assert lock["Command"]["RequestType"] == "DeviceLock"
+
+        event.listen(Session, "before_commit", before_commit)
+        try:
+            modes.clear()
+            await _turn(f, [_request(f, mac, _ack(mac, inventory_uuids[0])), _request(f, phone, _idle(phone))])
+            assert modes == (["off"] if postgresql else [])
+            modes.clear()
+            await _turn(f, [_request(f, phone, _ack(phone, lock["CommandUUID"])), _request(f, mac, _idle(mac))])
+            assert modes == (["on"] if postgresql else [])
+        finally:
+            event.remove(Session, "before_commit", before_commit)
+        assert (await f.status_of(phone, "DeviceLock")) == ACKNOWLEDGED
+    fleet(scenario)

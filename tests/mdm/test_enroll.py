@@ -56,7 +56,7 @@ def app_with(settings):
 
     yield _make
     for application in made:
-        application.state.db.engine.dispose()
+        application.state.db.dispose()
 
 
 def test_profile_needs_an_enrollment_code(app, make_tenant):

@@ -104,6 +104,30 @@ def test_queue_stays_bounded_over_rounds_and_history_is_compacted(make_tenant, d
         assert left == 0
 
 
+def test_compaction_keeps_what_finished_within_retention_however_old_the_command(make_tenant, db):
+    from sqlalchemy import update
+
+    t = make_tenant()
+    now = utcnow()
+    with db.unit_of_work() as s:
+        ctx = t.ctx(s)
+        old_done = queue.enqueue(s, ctx, [queue.Target("U", "d")], "DeviceInformation", {})
+        old_late = queue.enqueue(s, ctx, [queue.Target("U", "d")], "SecurityInfo", {})
+        old_pending = queue.enqueue(s, ctx, [queue.Target("U", "d")], "ProfileList", {})
+        for uuid in (old_done, old_late):
+            queue.record_result(s, ctx, "U", "Acknowledged", uuid, [])
+        # All three were asked for 40 days ago; one finished 35 days ago, one yesterday, one never.
+        s.execute(update(CommandHistory).where(CommandHistory.tenant_id == ctx.tenant_id)
+                  .values(created_at=now - timedelta(days=40)))
+        s.execute(update(CommandHistory).where(CommandHistory.command_uuid == old_done)
+                  .values(completed_at=now - timedelta(days=35)))
+        s.execute(update(CommandHistory).where(CommandHistory.command_uuid == old_late)
+                  .values(completed_at=now - timedelta(days=1)))
+        assert queue.compact(s, retention=timedelta(days=30), now=now) == 1
+        left = set(s.scalars(select(CommandHistory.command_uuid).where(CommandHistory.tenant_id == ctx.tenant_id)))
+        assert left == {old_late, old_pending}
+
+
 def test_deactivate_drops_pending_work_and_says_why(make_tenant, db):
     t = make_tenant()
     with db.unit_of_work() as s:

@@ -40,7 +40,7 @@ def private_db(private_settings):
     upgrade(private_settings)
     database = Database(private_settings)
     yield database
-    database.engine.dispose()
+    database.dispose()
 
 
 def new_tenant(database: Database):

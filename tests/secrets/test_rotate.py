@@ -109,7 +109,7 @@ def test_old_master_key_no_longer_reads(private_settings, private_db):
             with with_old.unit_of_work() as s:
                 secrets.get(s, ctx, owner_type=owner_type, owner_id=owner_id, kind=kind, audited=False)
     finally:
-        with_old.engine.dispose()
+        with_old.dispose()
 
 
 def test_rotating_twice_keeps_values(private_settings, private_db):
@@ -141,7 +141,7 @@ def test_with_secret_key_setting_only_data_keys_rotate(private_settings, private
         assert {v[2] for v in _keys(database).values()} == {crypto.MasterKey(material, "t").id}
         assert _read_all(database, stored) == stored
     finally:
-        database.engine.dispose()
+        database.dispose()
 
 
 def test_with_secret_key_setting_new_master_key_rewraps(private_settings, private_db):
@@ -157,12 +157,12 @@ def test_with_secret_key_setting_new_master_key_rewraps(private_settings, privat
         with pytest.raises(crypto.MasterKeyError):
             _read_all(database, stored)  # still configured with the old key
     finally:
-        database.engine.dispose()
+        database.dispose()
     restarted = _env_db(private_settings, new)
     try:
         assert _read_all(restarted, stored) == stored
     finally:
-        restarted.engine.dispose()
+        restarted.dispose()
 
 
 def test_failed_rotation_changes_nothing(private_settings, private_db):

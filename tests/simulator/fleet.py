@@ -52,7 +52,7 @@ def mdm_app(settings, apns_server):
     app_settings = settings.model_copy(update={"apns_url": apns_server.url})
     app = create_app(app_settings)
     yield app
-    app.state.db.engine.dispose()
+    app.state.db.dispose()
 
 
 class Fleet:

@@ -101,6 +101,10 @@ def make_engine(settings: Settings) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20)
 
 
+# How the turns' connections plan (see Database.turn_of_work).
+TURN_PLANNING = ("plan_cache_mode=force_generic_plan", "jit=off", "enable_seqscan=off", "enable_hashjoin=off",
+                 "enable_mergejoin=off")
+
 # Per process, beside the engine's pool: enough for the requests one worker has in flight at once.
 READER_CONNECTIONS = 10
 
@@ -120,14 +124,17 @@ class Database:
         # PostgreSQL's reads on the event loop (db/raw.py says which and why). SQLite needs none: its reads
         # already run on the loop.
         self.reader: AsyncReader | None = None
+        self._turn_engine: Engine | None = None
+        self._turn_sessions: sessionmaker | None = None
+        self._turn_lock = threading.Lock()
         if self.engine.dialect.name == "postgresql":
             url = self.engine.url.set(drivername="postgresql")
             self.reader = AsyncReader(url.render_as_string(hide_password=False), size=READER_CONNECTIONS)
 
     @contextmanager
-    def unit_of_work(self, *, write: bool = True) -> Iterator[Session]:
+    def unit_of_work(self, *, write: bool = True, sessions: sessionmaker | None = None) -> Iterator[Session]:
         """One transaction: commit on success, roll back on any exception. `write=False` for pure reads."""
-        session = (self.write_sessions if write else self.sessions)()
+        session = (sessions or (self.write_sessions if write else self.sessions))()
         try:
             yield session
             session.commit()
@@ -136,6 +143,38 @@ class Database:
             raise
         finally:
             session.close()
+
+    def turn_of_work(self):
+        """unit_of_work for a door's turn (db/turns.py), whose statements take a whole turn's keys as arrays.
+
+        On PostgreSQL on connections of their own that plan each prepared statement once
+        (plan_cache_mode=force_generic_plan): knowing the arrays' lengths makes a custom plan look cheaper than the
+        generic one, so the server planned every execution again, half its CPU per check-in. Only here: elsewhere
+        a value's own plan can matter (one large tenant beside small ones).
+
+        A generic plan cannot know how many keys a turn brings and assumes a hundred; for that many, scanning a
+        table whose rows of interest are scattered (a device's queued commands) can look cheaper than looking
+        each key up, and was chosen: a scan of the whole queue per turn. Every statement of a turn looks rows up
+        by key, up to Turns.MAX_TURN of them, where index lookups are right at any table size: sequential scans,
+        hash and merge joins are priced out (enable_*=off, a penalty, not a ban). No JIT either: a generic plan's
+        estimates can pass jit_above_cost, and compiling took far longer than running."""
+        if self.engine.dialect.name != "postgresql":
+            return self.unit_of_work()
+        if self._turn_sessions is None:
+            with self._turn_lock:
+                if self._turn_sessions is None:
+                    engine = create_engine(self.engine.url, pool_size=4, max_overflow=8, connect_args={
+                        "options": " ".join(f"-c {option}" for option in TURN_PLANNING)})
+                    self._turn_engine = engine
+                    self._turn_sessions = sessionmaker(engine, expire_on_commit=False, autoflush=False,
+                                                       info={"settings": self.settings, "turn": True})
+        return self.unit_of_work(sessions=self._turn_sessions)
+
+    def dispose(self) -> None:
+        """Close every pooled connection (of the turns' engine too)."""
+        self.engine.dispose()
+        if self._turn_engine is not None:
+            self._turn_engine.dispose()
 
     @property
     def dialect(self) -> str:

@@ -13,7 +13,7 @@ Request = TypeVar("Request")
 
 class Turns(Generic[Request]):
     """Requests wait here for the next turn; `lanes` turns run at once (one on SQLite, where writers take turns
-    anyway; several on PostgreSQL, whose round trips overlap). A turn takes every request waiting, up to MAX_TURN,
+    anyway; on PostgreSQL, whose round trips can overlap, as many as the door finds best). A turn takes every request waiting, up to MAX_TURN,
     so turns grow with the load and a lone request goes at once.
 
     `serve_turn(requests)` runs on a lane's thread and returns each request's outcome, in order: what `serve`

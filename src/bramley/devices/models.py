@@ -30,7 +30,6 @@ class Device(Base):
         Index("ix_devices_tenant_platform", "tenant_id", "platform", "pk"),
         Index("ix_devices_tenant_blueprint", "tenant_id", "blueprint_id", "pk"),
         Index("ix_devices_tenant_name", "tenant_id", "device_name"),
-        Index("ix_devices_tenant_check_in", "tenant_id", "last_check_in"),
     )
 
     pk: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bramley.audit import service as audit
 from bramley.blueprints import service as blueprints
 from bramley.db.base import is_uuid, new_uuid, utcnow
-from bramley.db.raw import RawStatement, bound, dialect_of, execute_many, fetch_all, fetch_one
+from bramley.db.raw import RawStatement, bound, execute, fetch_all, fetch_one
 from bramley.devices import render
 from bramley.devices.models import (Device, DeviceInventory, DeviceNote, DevicePositionCounter, DeviceTag,
                                     device_search)
@@ -707,9 +707,14 @@ def inventory_section(db: Session, ctx: TenantContext, device_id: str, section: 
 
 _SEEN_DOCS = RawStatement(
     "SELECT id, doc FROM devices WHERE tenant_id = :tenant AND id IN (SELECT value FROM json_each(:ids))",
-    postgresql="SELECT id, doc FROM devices WHERE tenant_id = :tenant AND id = ANY(:ids)")
-_SEEN = RawStatement("UPDATE devices SET last_check_in = :now, updated_at = :now, is_missing = :missing, doc = :doc "
-                     "WHERE tenant_id = :tenant AND id = :device")
+    postgresql="SELECT id, doc FROM devices WHERE tenant_id = :tenant AND id IN "
+               "(SELECT json_array_elements_text(:ids::json))")
+# One statement for all the documents (a JSON object of id -> document), not one per device.
+_SEEN = RawStatement(
+    "UPDATE devices SET last_check_in = :now, updated_at = :now, is_missing = :missing, doc = r.value "
+    "FROM json_each(:docs) AS r WHERE devices.tenant_id = :tenant AND devices.id = r.key",
+    postgresql="UPDATE devices SET last_check_in = :now, updated_at = :now, is_missing = :missing, doc = r.value "
+               "FROM json_each_text(:docs::json) AS r WHERE devices.tenant_id = :tenant AND devices.id = r.key")
 
 
 def seen(db: Session, ctx: TenantContext, device_ids: list[str]) -> None:
@@ -722,10 +727,9 @@ def seen(db: Session, ctx: TenantContext, device_ids: list[str]) -> None:
     if not ids:
         return
     now = utcnow()
-    postgresql = dialect_of(db) == "postgresql"
-    rows = fetch_all(db, _SEEN_DOCS, {"tenant": ctx.tenant_id, "ids": ids if postgresql else orjson.dumps(ids).decode()})
+    rows = fetch_all(db, _SEEN_DOCS, {"tenant": ctx.tenant_id, "ids": orjson.dumps(ids).decode()})
     stamp, when = render.iso_z(now), bound(db, Device.last_check_in, now)
-    updates = []
+    docs = {}
     for device_id, text in rows:
         try:
             doc = orjson.loads(text) if text else None
@@ -738,10 +742,9 @@ def seen(db: Session, ctx: TenantContext, device_ids: list[str]) -> None:
             device.doc = render.device_json(device, _stored_tags(device))
             continue
         doc["last_check_in"], doc["is_missing"] = stamp, False
-        updates.append({"tenant": ctx.tenant_id, "device": device_id, "now": when, "missing": False,
-                        "doc": orjson.dumps(doc).decode()})
-    execute_many(db, _SEEN, updates)
-
+        docs[device_id] = orjson.dumps(doc).decode()
+    if docs:
+        execute(db, _SEEN, {"tenant": ctx.tenant_id, "now": when, "missing": False, "docs": orjson.dumps(docs).decode()})
 
 def _stored_tags(device: Device) -> list[str]:
     try:

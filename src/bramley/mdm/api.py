@@ -20,6 +20,7 @@ from functools import partial
 from datetime import datetime, timezone
 
 from bramley.db.engine import OnDemandSession
+from bramley.db.raw import RawStatement, dialect_of, execute
 from bramley.db.turns import Turns
 from bramley.mdm import service
 from bramley.mdm.protocol import ProtocolError, decode_checkin, decode_report
@@ -30,7 +31,6 @@ log = logging.getLogger("bramley.mdm")
 CHECKIN_TYPE = "application/x-apple-aspen-mdm-checkin"
 MAX_DEVICE_BODY = 4 * 1024 * 1024
 DOOR_PATH = re.compile(r"/mdm/t/([^/]+)/(checkin|connect|mdm)/?")
-POSTGRES_LANES = 8
 
 
 class Refused(Exception):
@@ -152,8 +152,9 @@ def _serve_turn(app_state, requests: list[DeviceRequest]) -> list:
     """One turn of the door: every request's reply (or Refused, or the exception it raised), in order.
 
     Under load a turn holds many requests, run in one transaction: its begin and commit, SQLite's write lock and
-    the hop to this thread are paid once per turn instead of once per request. Should any request be refused or
-    fail, that transaction is rolled back and each request runs again in a transaction of its own, so one
+    the hop to this thread are paid once per turn instead of once per request. Should any request be refused (a
+    report whose identity check found no channel changed nothing, and is simply refused) or fail, that
+    transaction is rolled back and each request runs again in a transaction of its own, so one
     request's refusal or failure never touches the others' changes (savepoints would give the same isolation,
     but cost two statements per request, round trips on PostgreSQL, where requests almost never fail). If a
     commit fails, the requests in it fail with it and none of their changes stay."""
@@ -183,19 +184,52 @@ def _serve_turn(app_state, requests: list[DeviceRequest]) -> list:
     return outcomes
 
 
-def _run(app_state, prepared: list[tuple]) -> list[service.Reply]:
-    """The prepared requests in one transaction, committed only if every one of them succeeds."""
-    with app_state.db.unit_of_work() as db:
-        answered = [(ctx, _apply(db, kind, ctx, cert_hash, message)) for _, kind, ctx, cert_hash, message in prepared]
+def _run(app_state, prepared: list[tuple]) -> list:
+    """The prepared requests in one transaction, committed only if every one of them succeeds (a refused report
+    that changed nothing does not count as a failure): each one's reply, or Refused."""
+    with app_state.db.turn_of_work() as db:
+        outcomes = _apply(db, prepared)
         db.flush()  # what the requests changed through the ORM, before the devices' rows are patched
-        service.mark_seen(db, answered)
-    return [reply for _, reply in answered]
+        replies = [(item[2], outcome) for item, outcome in zip(prepared, outcomes)
+                   if isinstance(outcome, service.Reply)]
+        service.mark_seen(db, replies)
+        if all(reply.repeatable for _, reply in replies) and dialect_of(db) == "postgresql":
+            # Nothing here a crash could lose for good (service.REPEATABLE_RESULTS): the commit need not wait for
+            # the WAL flush, which was most of a busy turn's time on PostgreSQL. SQLite (WAL, synchronous=NORMAL)
+            # does not wait for the disk at commit anyway.
+            execute(db, _ASYNC_COMMIT, {})
+    return outcomes
 
 
-def _apply(db, kind: str, ctx, cert_hash: str, message) -> service.Reply:
-    if kind == "checkin":
-        return service.checkin(db, ctx, cert_hash, message)
-    return service.connect(db, ctx, cert_hash, message)
+_ASYNC_COMMIT = RawStatement("SET LOCAL synchronous_commit TO off")
+
+
+def _apply(db, prepared: list[tuple]) -> list:
+    """In arrival order. Reports on the connect endpoint go in batches (service.connect_turn: one statement per step
+    for all of them on PostgreSQL); a batch ends where a check-in comes between, or a channel comes again, so each
+    device still sees its requests answered one after the other."""
+    outcomes: list = []
+    batch: list[service.ConnectRequest] = []
+    batch_channels: set[tuple[str, str]] = set()
+
+    def run_batch() -> None:
+        for reply in service.connect_turn(db, batch) if batch else []:
+            outcomes.append(Refused(400, str(reply)) if isinstance(reply, service.IdentityMismatch) else reply)
+        batch.clear()
+        batch_channels.clear()
+
+    for _, kind, ctx, cert_hash, message in prepared:
+        if kind != "connect":
+            run_batch()
+            outcomes.append(service.checkin(db, ctx, cert_hash, message))
+            continue
+        channel = (ctx.tenant_id, message.identity.enrollment_id)
+        if channel in batch_channels:
+            run_batch()
+        batch.append(service.ConnectRequest(ctx, cert_hash, message))
+        batch_channels.add(channel)
+    run_batch()
+    return outcomes
 
 
 class DeviceDoor:
@@ -204,8 +238,11 @@ class DeviceDoor:
 
     def __init__(self, app, state) -> None:
         self.app = app
-        self.turns = Turns(partial(_serve_turn, state), lanes=1 if state.db.dialect == "sqlite" else POSTGRES_LANES,
-                           name="device-door")
+        # One lane on either database. On SQLite writers take turns anyway. On PostgreSQL a turn is a handful of
+        # statements whatever its size, and usually commits without waiting for the disk (see `_run`): one lane
+        # kept the CPU busy with the largest turns, where more lanes split the same requests into more, smaller
+        # turns (two lanes: 20% fewer check-ins per second).
+        self.turns = Turns(partial(_serve_turn, state), lanes=1, name="device-door")
 
     async def __call__(self, scope, receive, send) -> None:
         match = DOOR_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None

@@ -113,7 +113,6 @@ class QueuedCommand(Base):
 
     __tablename__ = "mdm_queue"
     __table_args__ = (
-        Index("ix_mdm_queue_next", "tenant_id", "enrollment_id", "priority", "created_at"),
         Index("ix_mdm_queue_command", "tenant_id", "command_uuid"),
     )
 
@@ -130,6 +129,11 @@ class QueuedCommand(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+
+# In hand-out order (migration 0009): the next command is the first entry, not the top of a sort.
+Index("ix_mdm_queue_next", QueuedCommand.tenant_id, QueuedCommand.enrollment_id, QueuedCommand.priority.desc(),
+      QueuedCommand.created_at, QueuedCommand.command_uuid)
+
 class CommandHistory(Base):
     """Outcome of each command per enrollment, kept for the /commands API and trimmed by retention."""
 
@@ -137,7 +141,7 @@ class CommandHistory(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "enrollment_id", "command_uuid"),
         Index("ix_mdm_command_history_device", "tenant_id", "device_id", "created_at"),
-        Index("ix_mdm_command_history_done", "tenant_id", "completed_at"),
+        Index("ix_mdm_command_history_created", "created_at")  # compaction (see migration 0009),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)

@@ -209,6 +209,9 @@ def decode_report(body: bytes) -> Report:
     chain = data.get("ErrorChain") or []
     if not isinstance(chain, list) or not all(isinstance(e, dict) for e in chain):
         raise ProtocolError("ErrorChain is not a list of dictionaries")
+    # Kept as JSON: Apple's entries hold codes and strings (ErrorCode, ErrorDomain, LocalizedDescription, ...);
+    # any other value (data, dates, nested structures) is dropped.
+    chain = [{str(k): v for k, v in e.items() if isinstance(v, (str, int, float, bool))} for e in chain]
     return Report(_identity(data), status, command_uuid, chain, raw=data)
 
 

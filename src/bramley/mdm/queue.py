@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bramley.db.base import utcnow
-from bramley.db.raw import RawStatement, bound, dialect_of, execute, fetch_one, insert_rows
+from bramley.db.raw import RawStatement, bound, dialect_of, execute, fetch_all, fetch_one, insert_rows
 from bramley.mdm.models import Command, CommandHistory, QueuedCommand
 from bramley.mdm.protocol import FINAL_STATUSES, encode_command, new_command_uuid
 from bramley.tenancy.context import TenantContext
@@ -96,71 +97,122 @@ _SENT = RawStatement("UPDATE mdm_queue SET status = 'sent', sent_at = :now, atte
                      "tenant_id = :tenant AND enrollment_id = :enrollment AND command_uuid = :command")
 
 
-# PostgreSQL answers every statement with a round trip (SQLite runs in-process): there, finishing a command and
-# handing out the next one are one statement each, with data-modifying CTEs (which SQLite lacks).
+# PostgreSQL answers every statement with a round trip (SQLite runs in-process): there the device door's turn
+# (every report waiting, see mdm/api.py) re-offers, finishes and hands out work for all its channels at once, one
+# statement each, with data-modifying CTEs (which SQLite lacks). The turn's keys go as one JSON parameter
+# (`json_to_recordset`): orjson writes it in C, where psycopg's array dumpers are Python, element by element. On
+# SQLite the same calls run the statements above once per channel.
+_REOFFER_PG = RawStatement(
+    "UPDATE mdm_queue q SET status = 'queued' FROM json_to_recordset(:rows::json) AS r(t text, e text) "
+    "WHERE q.tenant_id = r.t AND q.enrollment_id = r.e AND q.status = 'not_now'")
 _FINISH_PG = RawStatement(
-    "WITH done AS (DELETE FROM mdm_queue WHERE tenant_id = :tenant AND enrollment_id = :enrollment "
-    "AND command_uuid = :command RETURNING request_type, attempts), "
-    "history AS (UPDATE mdm_command_history h SET status = :status, attempts = done.attempts, "
-    "error_chain = :errors, completed_at = :now FROM done WHERE h.tenant_id = :tenant "
-    "AND h.enrollment_id = :enrollment AND h.command_uuid = :command) "
-    "SELECT request_type FROM done")
+    "WITH r AS (SELECT * FROM json_to_recordset(:rows::json) AS r(i int, t text, e text, c text, status text, "
+    "errors jsonb)), "
+    "done AS (DELETE FROM mdm_queue q USING r WHERE q.tenant_id = r.t AND q.enrollment_id = r.e "
+    "AND q.command_uuid = r.c RETURNING r.*, q.request_type, q.attempts), "
+    "history AS (UPDATE mdm_command_history h SET status = done.status, attempts = done.attempts, "
+    "error_chain = done.errors, completed_at = :now FROM done WHERE h.tenant_id = done.t "
+    "AND h.enrollment_id = done.e AND h.command_uuid = done.c) "
+    "SELECT i, request_type FROM done")
 _NEXT_PG = RawStatement(
-    "WITH next AS (SELECT command_uuid FROM mdm_queue WHERE tenant_id = :tenant AND enrollment_id = :enrollment "
-    "AND status <> 'not_now' ORDER BY priority DESC, created_at, command_uuid LIMIT 1 FOR UPDATE), "
+    "WITH next AS (SELECT r.i, r.t, r.e, n.command_uuid FROM json_to_recordset(:rows::json) AS r(i int, t text, "
+    "e text) CROSS JOIN LATERAL (SELECT command_uuid FROM mdm_queue q "
+    "WHERE q.tenant_id = r.t AND q.enrollment_id = r.e AND q.status <> 'not_now' "
+    "ORDER BY q.priority DESC, q.created_at, q.command_uuid LIMIT 1 FOR UPDATE) n), "
     "sent AS (UPDATE mdm_queue q SET status = 'sent', sent_at = :now, attempts = q.attempts + 1 FROM next "
-    "WHERE q.tenant_id = :tenant AND q.enrollment_id = :enrollment AND q.command_uuid = next.command_uuid "
-    "RETURNING q.command_uuid, q.attempts), "
+    "WHERE q.tenant_id = next.t AND q.enrollment_id = next.e AND q.command_uuid = next.command_uuid "
+    "RETURNING next.i, q.tenant_id, q.enrollment_id, q.command_uuid, q.attempts), "
     "history AS (UPDATE mdm_command_history h SET status = 'Sent', attempts = sent.attempts FROM sent "
-    "WHERE h.tenant_id = :tenant AND h.enrollment_id = :enrollment AND h.command_uuid = sent.command_uuid) "
-    "SELECT c.payload FROM sent JOIN mdm_commands c ON c.tenant_id = :tenant AND c.command_uuid = sent.command_uuid")
+    "WHERE h.tenant_id = sent.tenant_id AND h.enrollment_id = sent.enrollment_id "
+    "AND h.command_uuid = sent.command_uuid) "
+    "SELECT sent.i, c.payload FROM sent JOIN mdm_commands c ON c.tenant_id = sent.tenant_id "
+    "AND c.command_uuid = sent.command_uuid")
+
+
+@dataclass
+class Result:
+    """A device's answer to one command, on one channel."""
+
+    tenant_id: str
+    enrollment_id: str
+    status: str
+    command_uuid: str
+    error_chain: list
 
 
 def record_result(db: Session, ctx: TenantContext, enrollment_id: str, status: str, command_uuid: str,
                   error_chain: list[dict]) -> Outcome | None:
     """Store a device's result. Unknown or already-final commands are ignored (retries are idempotent)."""
-    keys = {"tenant": ctx.tenant_id, "enrollment": enrollment_id}
-    if status == "Idle":
-        # A new exchange: commands the device said NotNow to are offered again.
-        execute(db, _REOFFER, keys)
-        return None
-    keys["command"] = command_uuid
-    if status in FINAL_STATUSES:
-        final = {**keys, "status": status, "now": bound(db, CommandHistory.completed_at, utcnow()),
-                 "errors": bound(db, CommandHistory.error_chain, error_chain[:10])}
-        if dialect_of(db) == "postgresql":
-            row = fetch_one(db, _FINISH_PG, final)
-            return Outcome(command_uuid, row[0], final=True) if row else None
-    row = fetch_one(db, _PENDING, keys)
-    if row is None:
-        return None
-    request_type, attempts = row
-    if status == "NotNow":
-        execute(db, _NOT_NOW, keys)
-        execute(db, _HISTORY, {**keys, "status": "NotNow", "attempts": attempts})
-        return Outcome(command_uuid, request_type, final=False)
-    if status in FINAL_STATUSES:
-        execute(db, _HISTORY_FINAL, {**final, "attempts": attempts})
-        execute(db, _DONE, keys)
-        return Outcome(command_uuid, request_type, final=True)
-    return None
+    return record_results(db, [Result(ctx.tenant_id, enrollment_id, status, command_uuid, error_chain)])[0]
+
+
+def record_results(db: Session, results: list[Result]) -> list[Outcome | None]:
+    """Store the results of a turn, one per channel (no channel twice): an Idle re-offers what the device said
+    NotNow to (a new exchange), a final status moves its command to history, NotNow sets it aside until then."""
+    outcomes: list[Outcome | None] = [None] * len(results)
+    postgresql = dialect_of(db) == "postgresql"
+    idle = [r for r in results if r.status == "Idle"]
+    if idle and postgresql:
+        execute(db, _REOFFER_PG, {"rows": orjson.dumps([{"t": r.tenant_id, "e": r.enrollment_id} for r in idle]).decode()})
+    else:
+        for r in idle:
+            execute(db, _REOFFER, {"tenant": r.tenant_id, "enrollment": r.enrollment_id})
+    final = [i for i, r in enumerate(results) if r.status in FINAL_STATUSES]
+    now = bound(db, CommandHistory.completed_at, utcnow())
+    if final and postgresql:
+        rows = fetch_all(db, _FINISH_PG, {"now": now, "rows": orjson.dumps([
+            {"i": i, "t": results[i].tenant_id, "e": results[i].enrollment_id, "c": results[i].command_uuid,
+             "status": results[i].status, "errors": results[i].error_chain[:10]} for i in final]).decode()})
+        for i, request_type in rows:
+            outcomes[i] = Outcome(results[i].command_uuid, request_type, final=True)
+    for i, r in enumerate(results):
+        if r.status == "Idle" or (postgresql and r.status in FINAL_STATUSES):
+            continue
+        keys = {"tenant": r.tenant_id, "enrollment": r.enrollment_id, "command": r.command_uuid}
+        row = fetch_one(db, _PENDING, keys)
+        if row is None:
+            continue
+        request_type, attempts = row
+        if r.status == "NotNow":
+            execute(db, _NOT_NOW, keys)
+            execute(db, _HISTORY, {**keys, "status": "NotNow", "attempts": attempts})
+            outcomes[i] = Outcome(r.command_uuid, request_type, final=False)
+        elif r.status in FINAL_STATUSES:
+            execute(db, _HISTORY_FINAL, {**keys, "status": r.status, "attempts": attempts, "now": now,
+                                         "errors": bound(db, CommandHistory.error_chain, r.error_chain[:10])})
+            execute(db, _DONE, keys)
+            outcomes[i] = Outcome(r.command_uuid, request_type, final=True)
+    return outcomes
 
 
 def next_command(db: Session, ctx: TenantContext, enrollment_id: str) -> bytes | None:
     """The next eligible command's plist (marked sent), or None when the queue has nothing for now."""
-    keys = {"tenant": ctx.tenant_id, "enrollment": enrollment_id}
+    return next_commands(db, [(ctx.tenant_id, enrollment_id)])[0]
+
+
+def next_commands(db: Session, channels: list[tuple[str, str]]) -> list[bytes | None]:
+    """next_command for each (tenant id, enrollment id) of a turn, no channel twice."""
     now = bound(db, QueuedCommand.sent_at, utcnow())
+    payloads: list[bytes | None] = [None] * len(channels)
+    if not channels:
+        return payloads
     if dialect_of(db) == "postgresql":
-        row = fetch_one(db, _NEXT_PG, {**keys, "now": now})
-        return bytes(row[0]) if row else None
-    row = fetch_one(db, _NEXT, keys)
-    if row is None:
-        return None
-    command_uuid, attempts, payload = row
-    keys.update(command=command_uuid, attempts=attempts + 1)
-    execute(db, _SENT, {**keys, "now": now})
-    execute(db, _HISTORY, {**keys, "status": "Sent"})
-    return bytes(payload)
+        rows = fetch_all(db, _NEXT_PG, {"now": now, "rows": orjson.dumps(
+            [{"i": i, "t": tenant, "e": enrollment} for i, (tenant, enrollment) in enumerate(channels)]).decode()})
+        for i, payload in rows:
+            payloads[i] = bytes(payload)
+        return payloads
+    for i, (tenant, enrollment) in enumerate(channels):
+        keys = {"tenant": tenant, "enrollment": enrollment}
+        row = fetch_one(db, _NEXT, keys)
+        if row is None:
+            continue
+        command_uuid, attempts, payload = row
+        keys.update(command=command_uuid, attempts=attempts + 1)
+        execute(db, _SENT, {**keys, "now": now})
+        execute(db, _HISTORY, {**keys, "status": "Sent"})
+        payloads[i] = bytes(payload)
+    return payloads
 
 
 def command_payload(db: Session, ctx: TenantContext, command_uuid: str) -> bytes | None:
@@ -192,7 +244,9 @@ def history_page(db: Session, ctx: TenantContext, device_id: str, *, limit: int,
 def compact(db: Session, *, retention: timedelta, now: datetime | None = None) -> int:
     """Trim finished history past retention and command bodies nothing references any more."""
     cutoff = (now or utcnow()) - retention
-    removed = db.execute(delete(CommandHistory).where(CommandHistory.completed_at.is_not(None),
+    # created_at bounds the scan to its index (nothing completes before it was created); completed_at decides.
+    removed = db.execute(delete(CommandHistory).where(CommandHistory.created_at < cutoff,
+                                                      CommandHistory.completed_at.is_not(None),
                                                       CommandHistory.completed_at < cutoff)).rowcount or 0
     orphan = ~select(QueuedCommand.command_uuid).where(
         QueuedCommand.tenant_id == Command.tenant_id, QueuedCommand.command_uuid == Command.command_uuid).exists()

@@ -8,13 +8,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+
+import orjson
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bramley.db.base import utcnow
-from bramley.db.raw import RawStatement, bound, fetch_one
+from bramley.db.raw import RawStatement, bound, dialect_of, fetch_all, fetch_one
 from bramley.devices import service as devices
 from bramley.mdm import inventory, queue
 from bramley.mdm.models import CertAuth, Enrollment, PushCertificate
@@ -37,6 +39,17 @@ class Reply:
     body: bytes = b""
     content_type: str = "application/xml"
     device_id: str | None = None  # the enrolled device that sent it: it checked in (see `mark_seen`)
+    # Lost in a crash, what this request did would be done again, unasked: see `REPEATABLE_RESULTS`.
+    repeatable: bool = False
+
+
+# Commands that only ask the device what it is and has. A result of one that a crash took away leaves the command
+# 'sent', and a sent command goes out again on the device's next check-in: the same question, the same answer.
+# A turn of such results and Idle reports (which only move last-seen and re-offer what was put off) may commit
+# without waiting for the disk; anything else, a check-in or the result of a command that changed the device,
+# waits for it as always.
+REPEATABLE_RESULTS = frozenset({"DeviceInformation", "SecurityInfo", "InstalledApplicationList", "ProfileList",
+                                "CertificateList"})
 
 
 def platform_of(product_name: str, model: str) -> str:
@@ -226,12 +239,19 @@ def declarative(db: Session, ctx: TenantContext, enrollment: Enrollment, msg: De
 
 
 # The identity check of the connect path, and the channel's last-seen time, in one statement: the report's channel
-# (a user channel sits on the same device) when this certificate is bound to its device; no row otherwise.
+# (a user channel sits on the same device) when this certificate is bound to its device; no row otherwise. On
+# PostgreSQL one statement checks a whole turn's reports (see queue.py, "PostgreSQL answers ...").
 _CHANNEL = RawStatement(
     "UPDATE mdm_enrollments SET last_seen_at = :now, locked_at = NULL FROM mdm_cert_auth c "
     "WHERE c.tenant_id = :tenant AND c.cert_sha256 = :cert AND c.enrollment_id = :udid "
     "AND mdm_enrollments.tenant_id = :tenant AND mdm_enrollments.id = :channel AND mdm_enrollments.udid = :udid "
     "RETURNING mdm_enrollments.device_id, mdm_enrollments.enabled, mdm_enrollments.type")
+_CHANNELS_PG = RawStatement(
+    "UPDATE mdm_enrollments e SET last_seen_at = :now, locked_at = NULL FROM json_to_recordset(:rows::json) "
+    "AS r(i int, t text, cert text, channel text, udid text) "
+    "JOIN mdm_cert_auth c ON c.tenant_id = r.t AND c.cert_sha256 = r.cert AND c.enrollment_id = r.udid "
+    "WHERE e.tenant_id = r.t AND e.id = r.channel AND e.udid = r.udid "
+    "RETURNING r.i, e.device_id, e.enabled, e.type")
 
 
 @dataclass
@@ -245,28 +265,74 @@ class Channel:
     enabled: bool
 
 
-def _channel(db: Session, ctx: TenantContext, cert_hash: str, ident: Identity) -> Channel:
-    row = fetch_one(db, _CHANNEL, {"tenant": ctx.tenant_id, "cert": cert_hash, "channel": ident.enrollment_id,
-                                   "udid": ident.udid, "now": bound(db, Enrollment.last_seen_at, utcnow())})
-    if row is None:
-        raise IdentityMismatch(f"certificate not bound to {ident.enrollment_id}")
-    return Channel(ident.enrollment_id, row[0], ident.udid, row[2], bool(row[1]))
+@dataclass
+class ConnectRequest:
+    """A report on the connect endpoint, from the holder of the certificate whose hash is `cert_hash`."""
+
+    ctx: TenantContext
+    cert_hash: str
+    report: Report
+
+
+def _channels(db: Session, requests: list[ConnectRequest]) -> list[Channel | None]:
+    """Each report's channel, its identity checked and its last-seen time moved; None where the certificate is
+    not bound to the report's device."""
+    now = bound(db, Enrollment.last_seen_at, utcnow())
+    found: list[Channel | None] = [None] * len(requests)
+    if dialect_of(db) == "postgresql":
+        rows = fetch_all(db, _CHANNELS_PG, {"now": now, "rows": orjson.dumps([
+            {"i": i, "t": r.ctx.tenant_id, "cert": r.cert_hash, "channel": r.report.identity.enrollment_id,
+             "udid": r.report.identity.udid} for i, r in enumerate(requests)]).decode()})
+    else:
+        rows = []
+        for i, r in enumerate(requests):
+            row = fetch_one(db, _CHANNEL, {"tenant": r.ctx.tenant_id, "cert": r.cert_hash, "now": now,
+                                           "channel": r.report.identity.enrollment_id, "udid": r.report.identity.udid})
+            if row is not None:
+                rows.append((i, *row))
+    for i, device_id, enabled, kind in rows:
+        ident = requests[i].report.identity
+        found[i] = Channel(ident.enrollment_id, device_id, ident.udid, kind, bool(enabled))
+    return found
 
 
 def connect(db: Session, ctx: TenantContext, cert_hash: str, report: Report) -> Reply:
-    """A command result (or Idle): store it, run its handler, hand out the next command — one transaction.
+    """A command result (or Idle): store it, run its handler, hand out the next command."""
+    reply = connect_turn(db, [ConnectRequest(ctx, cert_hash, report)])[0]
+    if isinstance(reply, IdentityMismatch):
+        raise reply
+    return reply
 
-    The hottest path of the server (every device, every exchange): plain SQL on the driver's cursor; the ORM only
-    where a finished command's handler records what the device answered."""
-    channel = _channel(db, ctx, cert_hash, report.identity)
-    outcome = queue.record_result(db, ctx, channel.id, report.status, report.command_uuid, report.error_chain)
-    if outcome is not None and outcome.final:
-        inventory.handle_result(db, ctx, channel, outcome, report)
+
+def connect_turn(db: Session, requests: list[ConnectRequest]) -> list[Reply | IdentityMismatch]:
+    """`connect` for a turn of reports, no channel twice, in one transaction: each report's reply, or the
+    IdentityMismatch that refuses it (a refused report changed nothing).
+
+    The hottest path of the server (every device, every exchange): plain SQL on the driver's cursor, a statement
+    per step for the whole turn on PostgreSQL; the ORM only where a finished command's handler records what the
+    device answered."""
+    channels = _channels(db, requests)
+    replies: list[Reply | IdentityMismatch] = [
+        IdentityMismatch(f"certificate not bound to {r.report.identity.enrollment_id}") for r in requests]
+    live = [i for i, channel in enumerate(channels) if channel is not None]
+    outcomes = queue.record_results(db, [
+        queue.Result(requests[i].ctx.tenant_id, channels[i].id, requests[i].report.status,
+                     requests[i].report.command_uuid, requests[i].report.error_chain) for i in live])
+    handled = False
+    for i, outcome in zip(live, outcomes):
+        repeatable = outcome is None or not outcome.final or outcome.request_type in REPEATABLE_RESULTS
+        replies[i] = Reply(device_id=channels[i].device_id, repeatable=repeatable)
+        if outcome is not None and outcome.final:
+            inventory.handle_result(db, requests[i].ctx, channels[i], outcome, requests[i].report)
+            handled = True
+    if handled:
         db.flush()  # before the queue is read again on the driver's cursor
-    if not channel.enabled:
-        return Reply(device_id=channel.device_id)  # an erased or checked-out channel gets no more work
-    payload = queue.next_command(db, ctx, channel.id)
-    return Reply(body=payload or b"", device_id=channel.device_id)
+    # An erased or checked-out channel (the handler may just have turned it off) gets no more work.
+    open_channels = [i for i in live if channels[i].enabled]
+    payloads = queue.next_commands(db, [(requests[i].ctx.tenant_id, channels[i].id) for i in open_channels])
+    for i, payload in zip(open_channels, payloads):
+        replies[i].body = payload or b""
+    return replies
 
 
 def decode_b64(value: str) -> bytes:

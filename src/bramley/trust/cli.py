@@ -203,7 +203,7 @@ def evaluate(tenant: str = typer.Option(..., help="Tenant subdomain."),
         ctx = tenants.system_context(found)
         summary = trust.evaluate_tenant(s, ctx)
         trust.schedule_sweep(s, ctx)
-    db.engine.dispose()
+    db.dispose()
     if as_json:
         _out(json.dumps(summary))
     else:
