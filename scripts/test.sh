@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh openssl  # the SCEP interop test checks our CertRep with the OpenSSL CLI
-exec .venv/bin/python -m pytest "$@"
+# One pytest-xdist worker per core (PostgreSQL: a database per worker, see tests/conftest.py); `-n 0` runs serially.
+exec .venv/bin/python -m pytest -n auto "$@"

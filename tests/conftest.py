@@ -30,14 +30,42 @@ def _database_url() -> str | None:
 
 
 @pytest.fixture(scope="session")
+def database_url() -> str | None:
+    """The run's database: SQLite in the data dir, or the PostgreSQL database BRAMLEY_DATABASE_URL names. Under
+    pytest-xdist each worker gets a database of its own beside that one (`<name>_<worker>`), made fresh and dropped
+    at the end, since some tests look at a whole database (migrations, compaction, key rotation)."""
+    url, worker = _database_url(), os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker or not url.startswith("postgresql"):
+        yield url
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    own = base.set(database=name).render_as_string(hide_password=False)
+    os.environ["BRAMLEY_DATABASE_URL"] = own  # for what this worker starts (CLI runs, servers, private databases)
+    try:
+        yield own
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bramley-data")
 
 
 @pytest.fixture(scope="session")
-def settings(data_dir) -> Settings:
+def settings(data_dir, database_url) -> Settings:
     # Generous limits by default; rate-limit tests build their own app with small ones.
-    s = Settings(data_dir=data_dir, database_url=_database_url(), rate_limit_per_second=100_000,
+    s = Settings(data_dir=data_dir, database_url=database_url, rate_limit_per_second=100_000,
                  rate_limit_per_hour=10_000_000)
     upgrade(s)  # an unreachable PostgreSQL fails here: the run fails, it never skips
     return s

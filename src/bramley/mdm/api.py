@@ -152,10 +152,10 @@ def _serve_turn(app_state, requests: list[DeviceRequest]) -> list:
     """One turn of the door: every request's reply (or Refused, or the exception it raised), in order.
 
     Under load a turn holds many requests, run in one transaction: its begin and commit, SQLite's write lock and
-    the hop to this thread are paid once per turn instead of once per request. Should any request be refused (a
-    report whose identity check found no channel changed nothing, and is simply refused) or fail, that
-    transaction is rolled back and each request runs again in a transaction of its own, so one
-    request's refusal or failure never touches the others' changes (savepoints would give the same isolation,
+    the hop to this thread are paid once per turn instead of once per request. A report whose identity check
+    finds no channel has changed nothing and is simply refused. Should any other request be refused or fail, the
+    transaction is rolled back and each request runs again in a transaction of its own, so one request's
+    refusal or failure never touches the others' changes (savepoints would give the same isolation,
     but cost two statements per request, round trips on PostgreSQL, where requests almost never fail). If a
     commit fails, the requests in it fail with it and none of their changes stay."""
     outcomes: list = [None] * len(requests)
