@@ -13,8 +13,8 @@ Request = TypeVar("Request")
 
 class Turns(Generic[Request]):
     """Requests wait here for the next turn; `lanes` turns run at once (one on SQLite, where writers take turns
-    anyway; on PostgreSQL, whose round trips can overlap, as many as the door finds best). A turn takes every request waiting, up to MAX_TURN,
-    so turns grow with the load and a lone request goes at once.
+    anyway; on PostgreSQL, whose round trips can overlap, as many as the door finds best). A turn takes every
+    request waiting, up to MAX_TURN, so turns grow with the load and a lone request goes at once.
 
     `serve_turn(requests)` runs on a lane's thread and returns each request's outcome, in order: what `serve`
     returns for it, or the exception `serve` raises."""

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bramley.audit import service as audit
 from bramley.blueprints import service as blueprints
 from bramley.db.base import is_uuid, new_uuid, utcnow
-from bramley.db.raw import RawStatement, bound, execute, fetch_all, fetch_one
+from bramley.db.raw import RawStatement, bound, dialect_of, execute, execute_many, fetch_all, fetch_one
 from bramley.devices import render
 from bramley.devices.models import (Device, DeviceInventory, DeviceNote, DevicePositionCounter, DeviceTag,
                                     device_search)
@@ -709,12 +709,14 @@ _SEEN_DOCS = RawStatement(
     "SELECT id, doc FROM devices WHERE tenant_id = :tenant AND id IN (SELECT value FROM json_each(:ids))",
     postgresql="SELECT id, doc FROM devices WHERE tenant_id = :tenant AND id IN "
                "(SELECT json_array_elements_text(:ids::json))")
-# One statement for all the documents (a JSON object of id -> document), not one per device.
-_SEEN = RawStatement(
+# On PostgreSQL one statement for all the documents (a JSON object of id -> document), not a round trip per device.
+# SQLite runs in-process, where one UPDATE per device by its key costs less: it joins an UPDATE ... FROM a table
+# function by scanning the tenant's devices.
+_SEEN = RawStatement("UPDATE devices SET last_check_in = :now, updated_at = :now, is_missing = :missing, doc = :doc "
+                     "WHERE tenant_id = :tenant AND id = :device")
+_SEEN_ALL_PG = RawStatement(
     "UPDATE devices SET last_check_in = :now, updated_at = :now, is_missing = :missing, doc = r.value "
-    "FROM json_each(:docs) AS r WHERE devices.tenant_id = :tenant AND devices.id = r.key",
-    postgresql="UPDATE devices SET last_check_in = :now, updated_at = :now, is_missing = :missing, doc = r.value "
-               "FROM json_each_text(:docs::json) AS r WHERE devices.tenant_id = :tenant AND devices.id = r.key")
+    "FROM json_each_text(:docs::json) AS r WHERE devices.tenant_id = :tenant AND devices.id = r.key")
 
 
 def seen(db: Session, ctx: TenantContext, device_ids: list[str]) -> None:
@@ -743,8 +745,12 @@ def seen(db: Session, ctx: TenantContext, device_ids: list[str]) -> None:
             continue
         doc["last_check_in"], doc["is_missing"] = stamp, False
         docs[device_id] = orjson.dumps(doc).decode()
-    if docs:
-        execute(db, _SEEN, {"tenant": ctx.tenant_id, "now": when, "missing": False, "docs": orjson.dumps(docs).decode()})
+    if docs and dialect_of(db) == "postgresql":
+        execute(db, _SEEN_ALL_PG, {"tenant": ctx.tenant_id, "now": when, "missing": False,
+                                   "docs": orjson.dumps(docs).decode()})
+    elif docs:
+        execute_many(db, _SEEN, [{"tenant": ctx.tenant_id, "device": device_id, "now": when, "missing": False,
+                                  "doc": doc} for device_id, doc in docs.items()])
 
 def _stored_tags(device: Device) -> list[str]:
     try:

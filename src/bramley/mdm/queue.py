@@ -153,7 +153,8 @@ def record_results(db: Session, results: list[Result]) -> list[Outcome | None]:
     postgresql = dialect_of(db) == "postgresql"
     idle = [r for r in results if r.status == "Idle"]
     if idle and postgresql:
-        execute(db, _REOFFER_PG, {"rows": orjson.dumps([{"t": r.tenant_id, "e": r.enrollment_id} for r in idle]).decode()})
+        rows = [{"t": r.tenant_id, "e": r.enrollment_id} for r in idle]
+        execute(db, _REOFFER_PG, {"rows": orjson.dumps(rows).decode()})
     else:
         for r in idle:
             execute(db, _REOFFER, {"tenant": r.tenant_id, "enrollment": r.enrollment_id})
