@@ -221,3 +221,21 @@ def test_only_turns_that_a_crash_cannot_hurt_commit_without_waiting_for_the_disk
             event.remove(Session, "before_commit", before_commit)
         assert (await f.status_of(phone, "DeviceLock")) == ACKNOWLEDGED
     fleet(scenario)
+
+
+def test_a_command_put_off_with_notnow_comes_back_on_the_next_idle_only(fleet):
+    async def scenario(f):
+        phone = await f.enrolled("iphone", supervised=True, listen=False)
+        await f.action(phone, "setname", {"DeviceName": "Later"})
+        [command] = [plistlib.loads((await _turn(f, [_request(f, phone, _idle(phone))]))[0].body)]
+        not_now = plistlib.dumps({"UDID": phone.udid, "Status": "NotNow", "CommandUUID": command["CommandUUID"]})
+        [reply] = await _turn(f, [_request(f, phone, not_now)])
+        assert reply.status == 200 and reply.body == b""  # put off: not offered again in the same exchange
+        [again] = await _turn(f, [_request(f, phone, _idle(phone))])
+        assert plistlib.loads(again.body)["CommandUUID"] == command["CommandUUID"]
+        [done] = await _turn(f, [_request(f, phone, _ack(phone, command["CommandUUID"]))])
+        assert done.body == b""
+        [idle] = await _turn(f, [_request(f, phone, _idle(phone))])
+        assert idle.body == b""
+        assert await _settings(f, phone) == [(ACKNOWLEDGED, 2)]
+    fleet(scenario)

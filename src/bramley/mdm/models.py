@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bramley.db.base import Base, JSONType, UTCDateTime, utcnow
@@ -74,6 +74,8 @@ class Enrollment(Base):
     token_update_tally: Mapped[int] = mapped_column(Integer, default=0)
     awaiting_configuration: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Set when the device said NotNow to a command; cleared when an Idle offers those again (migration 0010).
+    deferred: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Set when the device acknowledged a DeviceLock; cleared by its next exchange (it was unlocked to make it).
     locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     authenticated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -77,6 +77,10 @@ class Outcome:
 # SQLAlchemy's statement building and ORM bookkeeping cost several times what the database took to run them.
 _REOFFER = RawStatement("UPDATE mdm_queue SET status = 'queued' WHERE tenant_id = :tenant AND "
                         "enrollment_id = :enrollment AND status = 'not_now'")
+# The channel's flag for "has commands it said NotNow to" (mdm_enrollments.deferred, migration 0010): an Idle
+# looks for them only when it is set.
+_DEFER = RawStatement("UPDATE mdm_enrollments SET deferred = TRUE WHERE tenant_id = :tenant AND id = :enrollment")
+_UNDEFER = RawStatement("UPDATE mdm_enrollments SET deferred = FALSE WHERE tenant_id = :tenant AND id = :enrollment")
 _PENDING = RawStatement("SELECT request_type, attempts FROM mdm_queue WHERE tenant_id = :tenant AND "
                         "enrollment_id = :enrollment AND command_uuid = :command")
 _NOT_NOW = RawStatement("UPDATE mdm_queue SET status = 'not_now', not_now_count = not_now_count + 1 WHERE "
@@ -103,6 +107,8 @@ _SENT = RawStatement("UPDATE mdm_queue SET status = 'sent', sent_at = :now, atte
 # (`json_to_recordset`): orjson writes it in C, where psycopg's array dumpers are Python, element by element. On
 # SQLite the same calls run the statements above once per channel.
 _REOFFER_PG = RawStatement(
+    "WITH cleared AS (UPDATE mdm_enrollments c SET deferred = FALSE FROM json_to_recordset(:rows::json) "
+    "AS r(t text, e text) WHERE c.tenant_id = r.t AND c.id = r.e) "
     "UPDATE mdm_queue q SET status = 'queued' FROM json_to_recordset(:rows::json) AS r(t text, e text) "
     "WHERE q.tenant_id = r.t AND q.enrollment_id = r.e AND q.status = 'not_now'")
 _FINISH_PG = RawStatement(
@@ -138,6 +144,7 @@ class Result:
     status: str
     command_uuid: str
     error_chain: list
+    deferred: bool = True  # the channel has commands it said NotNow to (True when not known: they are looked for)
 
 
 def record_result(db: Session, ctx: TenantContext, enrollment_id: str, status: str, command_uuid: str,
@@ -151,13 +158,14 @@ def record_results(db: Session, results: list[Result]) -> list[Outcome | None]:
     NotNow to (a new exchange), a final status moves its command to history, NotNow sets it aside until then."""
     outcomes: list[Outcome | None] = [None] * len(results)
     postgresql = dialect_of(db) == "postgresql"
-    idle = [r for r in results if r.status == "Idle"]
+    idle = [r for r in results if r.status == "Idle" and r.deferred]
     if idle and postgresql:
         rows = [{"t": r.tenant_id, "e": r.enrollment_id} for r in idle]
         execute(db, _REOFFER_PG, {"rows": orjson.dumps(rows).decode()})
     else:
         for r in idle:
             execute(db, _REOFFER, {"tenant": r.tenant_id, "enrollment": r.enrollment_id})
+            execute(db, _UNDEFER, {"tenant": r.tenant_id, "enrollment": r.enrollment_id})
     final = [i for i, r in enumerate(results) if r.status in FINAL_STATUSES]
     now = bound(db, CommandHistory.completed_at, utcnow())
     if final and postgresql:
@@ -176,6 +184,7 @@ def record_results(db: Session, results: list[Result]) -> list[Outcome | None]:
         request_type, attempts = row
         if r.status == "NotNow":
             execute(db, _NOT_NOW, keys)
+            execute(db, _DEFER, keys)
             execute(db, _HISTORY, {**keys, "status": "NotNow", "attempts": attempts})
             outcomes[i] = Outcome(r.command_uuid, request_type, final=False)
         elif r.status in FINAL_STATUSES:

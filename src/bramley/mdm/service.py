@@ -245,13 +245,14 @@ _CHANNEL = RawStatement(
     "UPDATE mdm_enrollments SET last_seen_at = :now, locked_at = NULL FROM mdm_cert_auth c "
     "WHERE c.tenant_id = :tenant AND c.cert_sha256 = :cert AND c.enrollment_id = :udid "
     "AND mdm_enrollments.tenant_id = :tenant AND mdm_enrollments.id = :channel AND mdm_enrollments.udid = :udid "
-    "RETURNING mdm_enrollments.device_id, mdm_enrollments.enabled, mdm_enrollments.type")
+    "RETURNING mdm_enrollments.device_id, mdm_enrollments.enabled, mdm_enrollments.type, "
+    "mdm_enrollments.deferred")
 _CHANNELS_PG = RawStatement(
     "UPDATE mdm_enrollments e SET last_seen_at = :now, locked_at = NULL FROM json_to_recordset(:rows::json) "
     "AS r(i int, t text, cert text, channel text, udid text) "
     "JOIN mdm_cert_auth c ON c.tenant_id = r.t AND c.cert_sha256 = r.cert AND c.enrollment_id = r.udid "
     "WHERE e.tenant_id = r.t AND e.id = r.channel AND e.udid = r.udid "
-    "RETURNING r.i, e.device_id, e.enabled, e.type")
+    "RETURNING r.i, e.device_id, e.enabled, e.type, e.deferred")
 
 
 @dataclass
@@ -263,6 +264,7 @@ class Channel:
     udid: str
     type: str  # device | user
     enabled: bool
+    deferred: bool = True  # has commands it said NotNow to (True when not known: they are looked for)
 
 
 @dataclass
@@ -290,9 +292,9 @@ def _channels(db: Session, requests: list[ConnectRequest]) -> list[Channel | Non
                                            "channel": r.report.identity.enrollment_id, "udid": r.report.identity.udid})
             if row is not None:
                 rows.append((i, *row))
-    for i, device_id, enabled, kind in rows:
+    for i, device_id, enabled, kind, deferred in rows:
         ident = requests[i].report.identity
-        found[i] = Channel(ident.enrollment_id, device_id, ident.udid, kind, bool(enabled))
+        found[i] = Channel(ident.enrollment_id, device_id, ident.udid, kind, bool(enabled), bool(deferred))
     return found
 
 
@@ -317,7 +319,8 @@ def connect_turn(db: Session, requests: list[ConnectRequest]) -> list[Reply | Id
     live = [i for i, channel in enumerate(channels) if channel is not None]
     outcomes = queue.record_results(db, [
         queue.Result(requests[i].ctx.tenant_id, channels[i].id, requests[i].report.status,
-                     requests[i].report.command_uuid, requests[i].report.error_chain) for i in live])
+                     requests[i].report.command_uuid, requests[i].report.error_chain, channels[i].deferred)
+        for i in live])
     handled = False
     for i, outcome in zip(live, outcomes):
         repeatable = outcome is None or not outcome.final or outcome.request_type in REPEATABLE_RESULTS
