@@ -32,8 +32,9 @@ def _database_url() -> str | None:
 @pytest.fixture(scope="session")
 def database_url() -> str | None:
     """The run's database: SQLite in the data dir, or the PostgreSQL database BRAMLEY_DATABASE_URL names. Under
-    pytest-xdist each worker gets a database of its own beside that one (`<name>_<worker>`), made fresh and dropped
-    at the end, since some tests look at a whole database (migrations, compaction, key rotation)."""
+    pytest-xdist each worker gets a database of its own beside that one (`<name>_<worker>`), made fresh, since some
+    tests look at a whole database (migrations, compaction, key rotation). It is left for whoever made `<name>` to
+    drop (.ci/run drops both): the worker's background writers (SCIM request logs) still flush as it exits."""
     url, worker = _database_url(), os.environ.get("PYTEST_XDIST_WORKER")
     if not url or not worker or not url.startswith("postgresql"):
         yield url
@@ -47,14 +48,10 @@ def database_url() -> str | None:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
     own = base.set(database=name).render_as_string(hide_password=False)
     os.environ["BRAMLEY_DATABASE_URL"] = own  # for what this worker starts (CLI runs, servers, private databases)
-    try:
-        yield own
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield own
 
 
 @pytest.fixture(scope="session")
