@@ -145,7 +145,7 @@ class Database:
             session.close()
 
     def turn_of_work(self):
-        """unit_of_work for a door's turn (db/turns.py), whose statements take a whole turn's keys as arrays.
+        """unit_of_work for a door's turn (db/turns.py), whose statements take a whole turn's keys at once.
 
         On PostgreSQL on connections of their own that plan each prepared statement once
         (plan_cache_mode=force_generic_plan): knowing the arrays' lengths makes a custom plan look cheaper than the

@@ -1,7 +1,7 @@
 """Check-in protocol and command results (NanoMDM's service layer, in Python). No HTTP here.
 
 The device door resolves the tenant from the URL and the identity certificate's hash from the request, then
-calls `checkin()` or `connect()`; both run inside the request's single transaction.
+calls `checkin()` or, for a turn of reports, `connect_turn()`; both run inside the turn's single transaction.
 """
 from __future__ import annotations
 
@@ -298,17 +298,10 @@ def _channels(db: Session, requests: list[ConnectRequest]) -> list[Channel | Non
     return found
 
 
-def connect(db: Session, ctx: TenantContext, cert_hash: str, report: Report) -> Reply:
-    """A command result (or Idle): store it, run its handler, hand out the next command."""
-    reply = connect_turn(db, [ConnectRequest(ctx, cert_hash, report)])[0]
-    if isinstance(reply, IdentityMismatch):
-        raise reply
-    return reply
-
-
 def connect_turn(db: Session, requests: list[ConnectRequest]) -> list[Reply | IdentityMismatch]:
-    """`connect` for a turn of reports, no channel twice, in one transaction: each report's reply, or the
-    IdentityMismatch that refuses it (a refused report changed nothing).
+    """A turn of command results (or Idle), no channel twice, in one transaction: each is stored, its handler
+    run, and the channel's next command handed out. Each report's reply, or the IdentityMismatch that refuses it
+    (a refused report changed nothing).
 
     The hottest path of the server (every device, every exchange): plain SQL on the driver's cursor, a statement
     per step for the whole turn on PostgreSQL; the ORM only where a finished command's handler records what the
