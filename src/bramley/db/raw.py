@@ -103,9 +103,9 @@ def fetch_all(db: Session, statement: RawStatement, params: dict, *, text_as_byt
         cursor.close()
 
 
-def _load_text_as_bytes(cursor) -> None:
-    # Binary text is its UTF-8 bytes: bytea's binary loader hands them over as they are (this cursor only).
-    cursor.adapters.register_loader("text", ByteaBinaryLoader)
+def _load_text_as_bytes(context) -> None:
+    # Binary text is its UTF-8 bytes: bytea's binary loader hands them over as they are (this cursor or connection).
+    context.adapters.register_loader("text", ByteaBinaryLoader)
 
 
 class _ReaderConnection(psycopg.AsyncConnection):
@@ -170,6 +170,19 @@ class _ReaderConnection(psycopg.AsyncConnection):
 
 
 _NOTHING = 0  # no Wait flag: nothing registered
+READER_INPUT_BUFFER = 512 * 1024
+
+
+async def _widen_input_buffer(conn: psycopg.AsyncConnection) -> None:
+    """Grow libpq's input buffer once, for the connection's life, by reading one value of that size.
+
+    libpq reads the socket only into the free room of its buffer, which stays at 16 kB while the messages are
+    small (a device page is 300 rows of under 1 kB), so a 230 kB page took 15 reads, each a wake-up of our
+    callback; it grows the buffer to fit a larger message and never shrinks it. With room for a page, a read takes
+    whatever has arrived: 3 to 4 per page."""
+    cursor = conn.cursor()
+    await cursor.execute("SELECT repeat('x', %s)", (READER_INPUT_BUFFER,))
+    await cursor.fetchall()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -192,8 +205,9 @@ class AsyncReader:
     waiting task is woken on its own loop.
     """
 
-    def __init__(self, conninfo: str, size: int):
+    def __init__(self, conninfo: str, size: int, *, options: str = ""):
         self._conninfo = conninfo
+        self._options = options  # libpq's: server settings for each connection
         self._size = size
         self._idle: list[psycopg.AsyncConnection] = []
         self._open = 0
@@ -212,9 +226,7 @@ class AsyncReader:
         """All rows; `text_as_bytes` as for fetch_all on a session."""
         conn = await self._acquire()
         try:
-            cursor = conn.cursor()
-            if text_as_bytes:
-                _load_text_as_bytes(cursor)
+            cursor = conn.cursor()  # its connection loads binary text as bytes (see _acquire)
             await cursor.execute(statement.postgresql, params, binary=text_as_bytes)
             return await cursor.fetchall()
         finally:
@@ -227,7 +239,12 @@ class AsyncReader:
             if self._open < self._size:
                 self._open += 1
                 try:
-                    return await _ReaderConnection.connect(self._conninfo, autocommit=True)
+                    conn = await _ReaderConnection.connect(self._conninfo, autocommit=True, options=self._options)
+                    # Once per connection, not per cursor (a cursor that registers a loader copies the map). Text
+                    # in text format still loads as str: only fetch_all's `text_as_bytes` asks for binary.
+                    _load_text_as_bytes(conn)
+                    await _widen_input_buffer(conn)
+                    return conn
                 except BaseException:
                     self._slot_freed()
                     raise

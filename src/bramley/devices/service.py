@@ -150,8 +150,8 @@ def _docs_of(dialect: str, pks, order: list):
 # in order). PostgreSQL sends the rows: its string_agg copied the page several times over and, with the ORDER BY
 # it needs to be sure of the order, sorted 300 documents: twice the server's CPU of the page's rows.
 WHOLE_FLEET_PAGE = RawStatement(
-    "SELECT CAST(group_concat(doc, ',') AS BLOB) FROM (SELECT doc FROM devices WHERE tenant_id = :tenant_id "
-    "AND position > :offset ORDER BY position LIMIT :limit)",
+    "SELECT CAST('[' || coalesce(group_concat(doc, ','), '') || ']' AS BLOB) FROM (SELECT doc FROM devices "
+    "WHERE tenant_id = :tenant_id AND position > :offset ORDER BY position LIMIT :limit)",
     postgresql="SELECT doc FROM devices WHERE tenant_id = :tenant_id AND position > :offset "
                "ORDER BY position LIMIT :limit")
 # The same page for `api_read_along`, which reads it in the round trip that checks the token.
@@ -167,8 +167,14 @@ def is_whole_fleet(filters: DeviceFilters, ordering: str | None) -> bool:
 
 
 def json_array(docs: list[bytes]) -> bytes:
-    """Stored documents as the list's JSON array."""
-    return b"[" + b",".join(docs) + b"]"
+    """Stored documents as the list's JSON array; takes the list over (its ends get the brackets).
+
+    One allocation of the page's size, where `b"[" + b",".join(docs) + b"]"` made three."""
+    if not docs:
+        return b"[]"
+    docs[0] = b"[" + docs[0]
+    docs[-1] = docs[-1] + b"]"
+    return b",".join(docs)
 
 
 def _page_keys(ctx: TenantContext, limit: int, offset: int) -> dict:
@@ -188,10 +194,7 @@ def list_json(db: Session, ctx: TenantContext, *, filters: DeviceFilters, limit:
         if dialect == "postgresql":
             return json_array([doc for doc, in fetch_all(db, WHOLE_FLEET_PAGE, _page_keys(ctx, limit, offset),
                                                           text_as_bytes=True)])
-        joined = fetch_one(db, WHOLE_FLEET_PAGE, _page_keys(ctx, limit, offset))[0]
-        if joined is None:
-            return b"[]"
-        return b"[" + bytes(joined) + b"]"
+        return fetch_one(db, WHOLE_FLEET_PAGE, _page_keys(ctx, limit, offset))[0]
     page = select(Device.pk).where(*_filter_clauses(db, ctx, filters))
     inner_order = order
     search = _search_terms(db, filters)
