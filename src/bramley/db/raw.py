@@ -239,12 +239,7 @@ class AsyncReader:
             if self._open < self._size:
                 self._open += 1
                 try:
-                    conn = await _ReaderConnection.connect(self._conninfo, autocommit=True, options=self._options)
-                    # Once per connection, not per cursor (a cursor that registers a loader copies the map). Text
-                    # in text format still loads as str: only fetch_all's `text_as_bytes` asks for binary.
-                    _load_text_as_bytes(conn)
-                    await _widen_input_buffer(conn)
-                    return conn
+                    return await self._connect()
                 except BaseException:
                     self._slot_freed()
                     raise
@@ -259,6 +254,18 @@ class AsyncReader:
             if conn is not None:
                 return conn
             # None: a connection was dropped, so there is room to open one: go round again.
+
+    async def _connect(self) -> psycopg.AsyncConnection:
+        conn = await _ReaderConnection.connect(self._conninfo, autocommit=True, options=self._options)
+        try:
+            # Once per connection, not per cursor (a cursor that registers a loader copies the map). Text in
+            # text format still loads as str: only fetch_all's `text_as_bytes` asks for binary.
+            _load_text_as_bytes(conn)
+            await _widen_input_buffer(conn)
+        except BaseException:
+            conn.pgconn.finish()
+            raise
+        return conn
 
     def _release(self, conn: psycopg.AsyncConnection) -> None:
         # Anything but idle (a statement cut off by a cancelled request, a lost server) is not reusable.

@@ -93,7 +93,9 @@ async def enrollment_profile(request: Request, subdomain: str):
 
 
 def _scep(request: Request, subdomain: str, operation: str, message: bytes | None) -> Response:
-    with request.app.state.db.unit_of_work() as db:
+    # Only PKIOperation writes (the challenge, the issued certificate): on SQLite a write transaction waits for
+    # the write lock, which the other two steps of every enrollment have no need of.
+    with request.app.state.db.unit_of_work(write=operation == "PKIOperation") as db:
         ctx = _tenant(db, subdomain)
         if operation == "GetCACaps":
             return _typed(enroll.ca_caps().encode(), CACAPS_TYPE)
