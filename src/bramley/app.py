@@ -47,8 +47,7 @@ async def _lifespan(app: FastAPI):
     finally:
         if worker is not None:
             await asyncio.to_thread(worker.stop_thread)
-        if app.state.db.reader is not None:  # PostgreSQL's read connections, closed on the loop that ran them
-            await app.state.db.reader.close()
+        await app.state.db.reader.close()  # its connections, closed on the loop (PostgreSQL) or thread that ran them
 
 
 class Bramley(FastAPI):

@@ -3,11 +3,13 @@ cancelled request or a lost server left unusable. SQLite has none (its reads alr
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import psycopg
 import pytest
+from sqlalchemy import text
 
-from bramley.db.raw import AsyncReader, RawStatement, fetch_all, fetch_one
+from bramley.db.raw import AsyncReader, RawStatement, SQLiteReader, fetch_all, fetch_one
 
 DOCS = RawStatement("SELECT doc FROM devices WHERE tenant_id = :tenant ORDER BY position")
 TYPED = RawStatement("SELECT id, tenant_id, all_access, permissions, created_at FROM api_tokens WHERE id = :id")
@@ -18,7 +20,6 @@ BACKEND = RawStatement("SELECT pg_backend_pid()")
 @pytest.fixture
 def reader(db):
     if db.dialect != "postgresql":
-        assert db.reader is None
         pytest.skip("PostgreSQL only")
     # A pool of its own, so a test that breaks connections leaves the app's reader alone.
     url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -75,3 +76,21 @@ def test_a_lost_connection_fails_one_statement_then_the_reader_reconnects(reader
 def test_a_waiting_task_is_served_from_another_event_loop(reader):
     """Test clients run an event loop per request: a connection opened on one loop serves the next."""
     assert asyncio.run(reader.fetch_one(BACKEND, {})) == asyncio.run(reader.fetch_one(BACKEND, {}))
+
+
+def test_sqlite_reader_reads_each_commit_and_writes_nothing(db, make_tenant):
+    """SQLite's reader (the door's token, the whole-fleet page): every statement sees the latest commit, even on a
+    connection opened before it, and the connection cannot write."""
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    reader = SQLiteReader(db.engine.url.database)
+    t = make_tenant(devices=2)
+    count = RawStatement("SELECT count(*) FROM devices WHERE tenant_id = :tenant")
+    assert asyncio.run(reader.fetch_one(count, {"tenant": t.id})) == (2,)
+    assert asyncio.run(reader.fetch_one(TYPED, {"id": t.token_id}))[0] == t.token_id
+    with db.unit_of_work() as s:
+        s.execute(text("DELETE FROM devices WHERE tenant_id = :tenant"), {"tenant": t.id})
+    assert asyncio.run(reader.fetch_one(count, {"tenant": t.id})) == (0,)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        asyncio.run(reader.fetch_one(RawStatement("DELETE FROM api_tokens"), {}))
+    asyncio.run(reader.close())

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from bramley.auth import service as tokens
 from bramley.db.engine import OnDemandSession
-from bramley.db.raw import AsyncReader
+from bramley.db.raw import AsyncReader, SQLiteReader
 from bramley.tenancy import service as tenants
 from bramley.tenancy.context import TenantContext
 from bramley.tenancy.hosts import tenant_from_host
@@ -101,8 +101,8 @@ def _identify(request: Request, db: Session):
     return token, host_tenant or tenants.name_of(db, token.tenant_id)
 
 
-async def _identify_read(request: Request, reader: AsyncReader, db: Session):
-    """`_identify` for a pure read on PostgreSQL, in the same order: the token on the AsyncReader, the tenants
+async def _identify_read(request: Request, reader: AsyncReader | SQLiteReader, db: Session):
+    """`_identify` for a pure read, in the same order: the token on the reader, the tenants
     from the door's memory of them (the session, in a worker thread, only for one not seen yet)."""
     host_tenant = await _remembered_host(request, db)
     token = await tokens.authenticate_on(reader, _credential(request))
@@ -178,14 +178,22 @@ async def api_context(request: Request, db: Session = Depends(get_db, scope="fun
 
 async def api_read_context(request: Request, db: Session = Depends(get_db, scope="function")) -> TenantContext:
     """The door for routes that never write in the request's transaction (the device list): same answers as
-    `api_context`. On PostgreSQL the token is read on the AsyncReader, outside that transaction, which then
-    begins only if the route needs the session. SQLite's reads already run on the event loop: `api_context`.
-    """
-    reader = request.app.state.db.reader
-    if reader is None:
-        return await api_context(request, db)
-    token, tenant = await _identify_read(request, reader, db)
+    `api_context`. The token is read on the database's reader (db/raw.py), outside that transaction, which then
+    begins only if the route needs the session."""
+    token, tenant = await _identify_read(request, request.app.state.db.reader, db)
     return await _admit(request, db, token, tenant)
+
+
+async def api_read_only(request: Request) -> TenantContext:
+    """`api_read_context` for a route whose reads all go to the reader: a session opens only for a tenant the door
+    does not remember yet, or to record the token's use."""
+    db = OnDemandSession(request.app.state.db.sessions)
+    try:
+        return await api_read_context(request, db)
+    finally:
+        if db.used:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(db.close)
 
 
 async def api_read_along(request: Request, statement: str, params: dict) -> tuple[TenantContext, list[bytes]]:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from bramley.config import Settings
-from bramley.db.raw import AsyncReader
+from bramley.db.raw import AsyncReader, SQLiteReader
 
 
 class WriteGate:
@@ -130,9 +130,8 @@ class Database:
         # For transactions known to write (non-GET requests, device check-ins, jobs, CLI): same pool.
         self.write_sessions = sessionmaker(self.engine.execution_options(sqlite_begin="IMMEDIATE"),
                                            expire_on_commit=False, autoflush=False, info={"settings": settings})
-        # PostgreSQL's reads on the event loop (db/raw.py says which and why). SQLite needs none: its reads
-        # already run on the loop.
-        self.reader: AsyncReader | None = None
+        # The door's token and the whole-fleet page, read on the event loop outside any session (db/raw.py).
+        self.reader: AsyncReader | SQLiteReader
         self._turn_engine: Engine | None = None
         self._turn_sessions: sessionmaker | None = None
         self._turn_lock = threading.Lock()
@@ -140,6 +139,8 @@ class Database:
             url = self.engine.url.set(drivername="postgresql")
             self.reader = AsyncReader(url.render_as_string(hide_password=False), size=READER_CONNECTIONS,
                                       options=_options(READER_PLANNING))
+        else:
+            self.reader = SQLiteReader(self.engine.url.database)
 
     @contextmanager
     def unit_of_work(self, *, write: bool = True, sessions: sessionmaker | None = None) -> Iterator[Session]:

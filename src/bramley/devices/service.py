@@ -177,6 +177,11 @@ def json_array(docs: list[bytes]) -> bytes:
     return b",".join(docs)
 
 
+async def whole_fleet_page(reader, ctx: TenantContext, *, limit: int, offset: int) -> bytes:
+    """The unfiltered page in default order, on SQLite's reader (db/raw.py SQLiteReader)."""
+    return (await reader.fetch_one(WHOLE_FLEET_PAGE, _page_keys(ctx, limit, offset)))[0]
+
+
 def _page_keys(ctx: TenantContext, limit: int, offset: int) -> dict:
     return {"tenant_id": ctx.tenant_id, "limit": limit, "offset": offset}
 
