@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import Depends, Request
@@ -184,16 +185,24 @@ async def api_read_context(request: Request, db: Session = Depends(get_db, scope
     return await _admit(request, db, token, tenant)
 
 
-async def api_read_only(request: Request) -> TenantContext:
-    """`api_read_context` for a route whose reads all go to the reader: a session opens only for a tenant the door
-    does not remember yet, or to record the token's use."""
+@asynccontextmanager
+async def _session_on_demand(request: Request) -> AsyncIterator[OnDemandSession]:
+    """A session for the door's rare needs beside a reader (a tenant not remembered yet, the token's last use):
+    made on first use, closed in a worker thread only if it was."""
     db = OnDemandSession(request.app.state.db.sessions)
     try:
-        return await api_read_context(request, db)
+        yield db
     finally:
         if db.used:
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(db.close)
+
+
+async def api_read_only(request: Request) -> TenantContext:
+    """`api_read_context` for a route whose reads all go to the reader: a session opens only for a tenant the door
+    does not remember yet, or to record the token's use."""
+    async with _session_on_demand(request) as db:
+        return await api_read_context(request, db)
 
 
 async def api_read_along(request: Request, statement: str, params: dict) -> tuple[TenantContext, list[bytes]]:
@@ -201,18 +210,13 @@ async def api_read_along(request: Request, statement: str, params: dict) -> tupl
     `tokens.authenticate_along` for `statement`): the context and the read's column. Same answers in the same
     order; the rows of a request the door refuses are dropped unseen. A session opens only for a tenant the door
     does not remember yet."""
-    database = request.app.state.db
-    db = OnDemandSession(database.sessions)
-    try:
+    async with _session_on_demand(request) as db:
         host_tenant = await _remembered_host(request, db)
-        token, rows = await tokens.authenticate_along(database.reader, _credential(request), statement, params)
+        token, rows = await tokens.authenticate_along(request.app.state.db.reader, _credential(request), statement,
+                                                      params)
         _check_token(token, host_tenant)
         tenant = host_tenant or await _remembered(_tenants_seen, token.tenant_id, tenants.name_of, db)
         return await _admit(request, db, token, tenant), rows
-    finally:
-        if db.used:
-            with anyio.CancelScope(shield=True):
-                await run_in_threadpool(db.close)
 
 
 async def _admit(request: Request, db: Session, token: tokens.Credential, tenant) -> TenantContext:
