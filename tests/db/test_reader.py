@@ -1,5 +1,6 @@
-"""PostgreSQL's AsyncReader: the same rows as the session's cursor, a bounded pool, and no connection kept that a
-cancelled request or a lost server left unusable. SQLite has none (its reads already run on the event loop)."""
+"""The readers outside any session. PostgreSQL's AsyncReader: the same rows as the session's cursor, a bounded pool,
+and no connection kept that a cancelled request or a lost server left unusable. SQLiteReader: each commit seen,
+nothing written."""
 from __future__ import annotations
 
 import asyncio

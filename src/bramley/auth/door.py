@@ -53,7 +53,7 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
         ok = True
     finally:
         if not session.in_transaction():
-            session.close()  # never touched the database (a read served on the AsyncReader): no thread needed
+            session.close()  # never touched the database (a read served on the reader): no thread needed
         else:
             with anyio.CancelScope(shield=True):  # a client gone mid-request must still give the connection back
                 await run_db(request, _end, session, ok)

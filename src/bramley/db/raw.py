@@ -1,4 +1,5 @@
-"""Hot-path reads on the driver's own cursor, inside the session's transaction, or on PostgreSQL's AsyncReader.
+"""Hot-path reads on the driver's own cursor, inside the session's transaction, or on a reader outside any session
+(PostgreSQL's AsyncReader, SQLiteReader).
 
 For the two statements every device-list request runs (token by hash, the page's documents) SQLAlchemy's
 execution layer (parameter processing, result wrapping, type processors) cost more than SQLite took to run them.
@@ -328,7 +329,7 @@ class SQLiteReader:
     """SQLite's counterpart of the AsyncReader, for the same reads (the door's token, the whole-fleet page): a
     connection of its own per thread, in autocommit mode, each statement its own read of the latest commit (WAL).
 
-    A session's way cost a fifth of a device-list request: the pool's checkout, BEGIN and COMMIT through
+    A session's way cost half the worker's CPU of a whole-fleet page: the pool's checkout, BEGIN and COMMIT through
     SQLAlchemy's events, the session's bookkeeping. The statements run right on the event loop, as SQLite's reads
     do anyway (auth.door.run_db): a read in WAL mode never waits for a lock. Reads only (query_only)."""
 
@@ -349,10 +350,6 @@ class SQLiteReader:
 
     async def fetch_one(self, statement: RawStatement, params: dict) -> tuple | None:
         return self._connection().execute(statement.sqlite, params).fetchone()
-
-    async def fetch_all(self, statement: RawStatement, params: dict, *, text_as_bytes: bool = False) -> list[tuple]:
-        """All rows; text columns stay str (`text_as_bytes` is PostgreSQL's: SQLite's statements CAST AS BLOB)."""
-        return self._connection().execute(statement.sqlite, params).fetchall()
 
     async def close(self) -> None:
         conn = getattr(self._local, "conn", None)
